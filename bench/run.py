@@ -1,0 +1,157 @@
+"""Run the cnnc-vs-peers benchmark and print/save the comparison table.
+
+    python -m bench.run [--models mnist,flowers,textcnn] [--threads 2] [--quick]
+    python bench/run.py --install            # pip-install the peer frameworks first
+
+Every measurement runs in a child process started with the same thread
+environment (see harness.thread_env); see README.md for the methodology.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import harness, models as spec, report  # noqa: E402
+from bench.frameworks import COLUMNS, DEFAULT_BASELINE  # noqa: E402
+
+# Benchmark-only packages; never runtime dependencies of cnnc.
+PEER_PACKAGES = ["torch==2.13.0", "onnx", "onnxruntime", "onnxscript", "tensorflow-cpu"]
+
+FULL = {"warmup": 3, "repeats": 10, "min_time": 2.0, "max_time": 30.0,
+        "rss_steps": 10, "timeout": 360, "sgemm_sizes": "1024,2048"}
+QUICK = {"warmup": 1, "repeats": 3, "min_time": 0.2, "max_time": 5.0,
+         "rss_steps": 3, "timeout": 180, "sgemm_sizes": "1024"}
+
+
+def install_peers():
+    """pip-install each peer package separately; return {package: "ok" | reason}."""
+    results = {}
+    for pkg in PEER_PACKAGES:
+        print(f"pip install {pkg} ...", flush=True)
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", pkg],
+                              capture_output=True, text=True)
+        results[pkg] = "ok" if proc.returncode == 0 else \
+            "failed: " + (harness._tail(proc.stderr) or f"exit code {proc.returncode}")
+        print(f"  {pkg}: {results[pkg]}", flush=True)
+    return results
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def measure_sgemm(threads, opts):
+    result, err = harness.run_json_child(
+        ["bench.sgemm", "--json", "--sizes", opts["sgemm_sizes"],
+         "--repeats", str(opts["repeats"])], threads, opts["timeout"])
+    if err:
+        print(f"sgemm failed: {err}", flush=True)
+        return {"gflops": None, "error": err}
+    return result
+
+
+def measure_cell(column, model, threads, opts):
+    """Run the worker for one (column, model), then its peak-RSS training run."""
+    args = ["bench.worker", "--column", column, "--model", model,
+            "--warmup", str(opts["warmup"]), "--repeats", str(opts["repeats"]),
+            "--min-time", str(opts["min_time"]), "--max-time", str(opts["max_time"])]
+    cell, err = harness.run_json_child(args, threads, opts["timeout"])
+    if err:
+        return {"column": column, "model": model, "status": "error", "reason": f"error: {err}"}
+    if cell["status"] == "ok" and COLUMNS[column][0] != "bench.peers.onnx_export":
+        cell["peak_rss"] = harness.measure_peak_rss(
+            "bench.worker:train_loop",
+            {"column": column, "model": model, "batch": 32, "steps": opts["rss_steps"]},
+            threads=threads, timeout=opts["timeout"])
+    return cell
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=",".join(spec.MODELS))
+    p.add_argument("--columns", default=",".join(COLUMNS),
+                   help="implementations to run (default: all of %(default)s)")
+    p.add_argument("--baseline", default=DEFAULT_BASELINE,
+                   help="column the ratios are taken against (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=harness.default_threads())
+    p.add_argument("--repeats", type=int, help="minimum timed calls per measurement")
+    p.add_argument("--quick", action="store_true", help="few repeats, short time budgets")
+    p.add_argument("--out", default=os.path.join(harness.BENCH_ROOT, "bench", "results",
+                                                  "latest.json"))
+    p.add_argument("--install", action="store_true", help="pip-install the peers first")
+    a = p.parse_args(argv)
+
+    opts = dict(QUICK if a.quick else FULL)
+    if a.repeats:
+        opts["repeats"] = a.repeats
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    columns = [c.strip() for c in a.columns.split(",") if c.strip()]
+    for name in models:
+        if name not in spec.MODELS:
+            p.error(f"unknown model {name!r}; choose from {', '.join(spec.MODELS)}")
+    for name in columns + [a.baseline]:
+        if name not in COLUMNS:
+            p.error(f"unknown column {name!r}; choose from {', '.join(COLUMNS)}")
+
+    started = time.time()
+    installed = install_peers() if a.install else None
+    print(f"threads {a.threads}, models {','.join(models)}, columns {','.join(columns)}, "
+          f"{'quick' if a.quick else 'full'} run", flush=True)
+    sgemm = measure_sgemm(a.threads, opts)
+    if sgemm.get("gflops"):
+        print(f"sgemm yardstick: {sgemm['gflops']:.1f} GFLOP/s ({sgemm.get('blas')})", flush=True)
+
+    cells = {}
+    for model in models:
+        for column in columns:
+            t0 = time.time()
+            cell = measure_cell(column, model, a.threads, opts)
+            report.add_derived(cell, sgemm.get("gflops"))
+            cells[(model, column)] = cell
+            print(f"  {model:8s} {column:11s} {cell['status']:8s} {time.time() - t0:6.1f}s"
+                  f"  {cell.get('reason', '')}", flush=True)
+
+    baseline_ok = any(c.get("status") == "ok" for (m, col), c in cells.items() if col == a.baseline)
+    print()
+    for model in models:
+        table = report.model_table(model, {c: cells[(model, c)] for c in columns}, columns,
+                                   a.baseline, a.threads, sgemm.get("gflops") or 0.0)
+        print("\n".join(table) + "\n")
+    print(report.legend(a.baseline, baseline_ok))
+
+    versions = {c["column"]: c.get("version") for c in cells.values() if c.get("version")}
+    result = {
+        "meta": {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+                 "cpu": cpu_name(), "threads": a.threads, "python": platform.python_version(),
+                 "options": opts, "baseline": a.baseline, "models": models, "columns": columns,
+                 "versions": versions, "installed": installed,
+                 "seconds": round(time.time() - started, 1)},
+        "flops": {m: {"forward": spec.forward_flops(m), "train": spec.train_flops(m)}
+                  for m in models},
+        "sgemm": sgemm,
+        "results": list(cells.values()),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\nwrote {a.out} ({result['meta']['seconds']:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

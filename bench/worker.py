@@ -1,0 +1,90 @@
+"""Measure one column on one model, in its own process; print JSON.
+
+run.py starts one worker per (column, model) with the thread environment
+already set, so frameworks never share a process and a crash or hang only
+loses that cell. Usage:
+
+    python -m bench.worker --column torch-nchw --model mnist [--repeats 10 ...]
+"""
+
+import argparse
+import gc
+import json
+import time
+import traceback
+
+from bench import harness
+from bench.frameworks import framework
+
+TRAIN_BATCHES = (32, 128)
+INFER_BATCH = 32
+LATENCY_BATCH = 1
+
+
+def train_loop(column, model, batch=32, steps=10):
+    """Target of harness.measure_peak_rss: build and train for a few steps."""
+    module, layout = framework(column)
+    ok, reason = module.available()
+    if not ok:
+        raise RuntimeError(reason)
+    step = module.train_step_fn(model, batch, layout)
+    for _ in range(steps):
+        step()
+
+
+def _measure(fn_factory, batch, timing):
+    t0 = time.perf_counter()
+    fn = fn_factory()
+    setup = time.perf_counter() - t0
+    stats = harness.time_fn(fn, **timing)
+    del fn
+    gc.collect()
+    return {"batch": batch, "setup_s": setup, "time_s": stats,
+            "per_s": harness.throughput(stats, batch)}
+
+
+def run(column, model, timing):
+    module, layout = framework(column)
+    ok, reason = module.available()
+    out = {"column": column, "model": model, "layout": layout}
+    if not ok:
+        return {**out, "status": "missing", "reason": reason}
+    out.update(status="ok", version=module.version(), metrics={}, errors={})
+    if column == "cnnc":
+        out["compile_times"] = module.compile_times(model)
+
+    jobs = []
+    if module.TRAINS:
+        for b in TRAIN_BATCHES:
+            jobs.append((f"train_b{b}", b, lambda b=b: module.train_step_fn(model, b, layout), timing))
+    jobs.append((f"infer_b{INFER_BATCH}", INFER_BATCH,
+                 lambda: module.infer_fn(model, INFER_BATCH, layout), timing))
+    latency_timing = dict(timing, repeats=timing["repeats"] * 5, warmup=timing["warmup"] * 3)
+    jobs.append((f"latency_b{LATENCY_BATCH}", LATENCY_BATCH,
+                 lambda: module.infer_fn(model, LATENCY_BATCH, layout), latency_timing))
+
+    for key, batch, factory, tm in jobs:
+        try:
+            out["metrics"][key] = _measure(factory, batch, tm)
+        except Exception as exc:
+            out["errors"][key] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--column", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--min-time", type=float, default=1.0)
+    p.add_argument("--max-time", type=float, default=30.0)
+    a = p.parse_args()
+    timing = {"warmup": a.warmup, "repeats": a.repeats,
+              "min_time": a.min_time, "max_time": a.max_time}
+    print(json.dumps(run(a.column, a.model, timing)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The op table. Each op is defined once: its spec-facing signature (tf.nn argument names),
+its shape rule, its gradient rule (vjp) and, in lowering, its kernel.
+
+Shape rules take the operand types and normalized attrs and return the result type, or raise
+OpError naming the argument at fault; the checker turns that into a located diagnostic.
+Gradient rules build backward nodes through a builder, from other registered ops."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..types import TensorType
+
+REQUIRED = object()
+
+
+class OpError(Exception):
+    """A shape or attribute problem, said in terms of the op's own arguments."""
+
+    def __init__(self, message: str, arg: str | None = None, notes=(), help: str | None = None,
+                 code: str = "shape"):
+        super().__init__(message)
+        self.message, self.arg, self.notes, self.help, self.code = message, arg, tuple(notes), help, code
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of an op as a spec writes it.
+
+    kind: "tensor" (an operand) or a static kind: int, ints, float, str, bool, dtype, axes."""
+
+    name: str
+    kind: str = "tensor"
+    default: Any = REQUIRED
+    convert: Callable[[Any], Any] | None = None   # normalize a static value; raises OpError
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    args: tuple[Arg, ...]
+    shape: Callable[[list[TensorType], dict], TensorType]
+    vjp: Callable | None = None          # (builder, node, dout) -> tuple of input grads (or None)
+    expand: Callable | None = None       # composite ops: (builder, inputs, attrs) -> Value
+    public: bool = True                  # callable from a spec (backward-only ops are not)
+    doc: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def tensor_args(self) -> tuple[Arg, ...]:
+        return tuple(a for a in self.args if a.kind == "tensor")
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    assert op.name not in REGISTRY, f"op {op.name} registered twice"
+    REGISTRY[op.name] = op
+    return op
+
+
+def public_ops() -> list[str]:
+    return sorted(name for name, op in REGISTRY.items() if op.public)
+
+
+# Importing the families fills REGISTRY.
+from . import elementwise, conv, pool, reduce, shape, nn, losses  # noqa: E402,F401

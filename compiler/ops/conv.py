@@ -1,0 +1,125 @@
+"""2-D convolution (NHWC, filters [fh, fw, in, out]), its transpose, and the filter gradient."""
+from __future__ import annotations
+
+from ..types import Sym, TensorType
+from . import Arg, OpDef, OpError, register
+from .common import need_float, need_rank, padding, static_dim, to_pair
+from .window import out_size, pads, transpose_sizes
+
+
+def _window_error(op, in_hw, k, strides):
+    (h, w), (kh, kw), (sh, sw) = in_hw, k, strides
+    return OpError(f"`{op}` with VALID padding: a {kh}x{kw} window does not fit in a {h}x{w} input",
+                   arg="input", code="window-empty",
+                   notes=[f"VALID output size is ceil((in - k + 1) / stride): "
+                          f"ceil(({h} - {kh} + 1) / {sh}) = {out_size(h, kh, sh, 'VALID')}"],
+                   help="use padding=\"SAME\", a smaller window, or fewer downsampling steps before it")
+
+
+def conv2d_shape(ins, attrs):
+    x, f = ins
+    need_rank(x, 4, "input", "NHWC"), need_rank(f, 4, "filters", "[height, width, in, out]")
+    need_float(x, "input"), need_float(f, "filters")
+    h, w, c = (static_dim(x, i, "input") for i in (1, 2, 3))
+    fh, fw, fin, fout = (static_dim(f, i, "filters") for i in range(4))
+    if fin != c:
+        raise OpError(f"`conv2d` filters expect {fin} input channels but the input has {c}",
+                      arg="filters", code="channels",
+                      notes=[f"input is {x} (channels last)", f"filters are {f} = [height, width, in, out]"],
+                      help=f"declare the filters as [{fh}, {fw}, {c}, {fout}]")
+    (sh, sw), pad = attrs["strides"], attrs["padding"]
+    oh, ow = out_size(h, fh, sh, pad), out_size(w, fw, sw, pad)
+    if oh <= 0 or ow <= 0:
+        raise _window_error("conv2d", (h, w), (fh, fw), (sh, sw))
+    return TensorType("f32", (x.shape[0], oh, ow, fout))
+
+
+def conv2d_vjp(b, node, dout):
+    x, f = node.inputs
+    s, p = node.attrs["strides"], node.attrs["padding"]
+    dx = b.op("conv2d_transpose", dout, f, output_shape=(-1,) + tuple(x.type.shape[1:]), strides=s, padding=p)
+    df = b.op("conv2d_backprop_filter", x, dout, filter_shape=tuple(f.type.shape), strides=s, padding=p)
+    return dx, df
+
+
+STRIDES = Arg("strides", "ints", convert=to_pair("strides"))
+PADDING = Arg("padding", "str", convert=padding)
+
+register(OpDef("conv2d", (Arg("input"), Arg("filters", aliases=("filter",)), STRIDES, PADDING),
+               conv2d_shape, conv2d_vjp, doc="2-D convolution, TF semantics",
+               extra={"macs": lambda ins, out, a: out[1] * out[2] * out[3] * ins[1][0] * ins[1][1] * ins[1][2]}))
+
+
+def _output_shape(v):
+    if not isinstance(v, tuple) or len(v) != 4:
+        raise OpError("`output_shape` must list 4 sizes [batch, height, width, channels]",
+                      arg="output_shape", code="attr")
+    return v
+
+
+def conv2d_transpose_shape(ins, attrs):
+    x, f = ins
+    need_rank(x, 4, "input", "NHWC"), need_rank(f, 4, "filters", "[height, width, out, in]")
+    need_float(x, "input"), need_float(f, "filters")
+    h, w, c = (static_dim(x, i, "input") for i in (1, 2, 3))
+    fh, fw, fout, fin = (static_dim(f, i, "filters") for i in range(4))
+    if fin != c:
+        raise OpError(f"`conv2d_transpose` filters expect {fin} input channels but the input has {c}",
+                      arg="filters", code="channels",
+                      notes=[f"filters are {f} = [height, width, out, in]"],
+                      help=f"declare the filters as [{fh}, {fw}, {fout}, {c}]")
+    batch, oh, ow, oc = attrs["output_shape"]
+    if batch not in (-1, x.shape[0]) and not isinstance(batch, Sym):
+        raise OpError(f"`output_shape` batch {batch} differs from the input's {x.shape[0]}",
+                      arg="output_shape", help="write -1 (or N) for the batch entry", code="attr")
+    if oc != fout:
+        raise OpError(f"`output_shape` has {oc} channels but the filters produce {fout}",
+                      arg="output_shape", code="attr", help=f"use {fout} channels")
+    (sh, sw), pad = attrs["strides"], attrs["padding"]
+    bad = [(name, o, i, k, s) for name, o, i, k, s in (("height", oh, h, fh, sh), ("width", ow, w, fw, sw))
+           if out_size(o, k, s, pad) != i]
+    if bad:
+        notes, helps = [], []
+        for name, o, i, k, s in bad:
+            legal = transpose_sizes(i, k, s, pad)
+            notes.append(f"conv2d with {pad} padding, stride {s}, window {k} maps {name} {o} to "
+                         f"{out_size(o, k, s, pad)}, not the input's {i}")
+            helps.append(f"{name} {' or '.join(map(str, legal))}")
+        raise OpError(f"`output_shape` {[batch if batch != -1 else -1, oh, ow, oc]} is not one that "
+                      f"conv2d maps back to the input's {h}x{w}", arg="output_shape",
+                      notes=notes, help="legal sizes: " + "; ".join(helps), code="transpose-shape")
+    return TensorType("f32", (x.shape[0], oh, ow, oc))
+
+
+def conv2d_transpose_vjp(b, node, dout):
+    x, f = node.inputs
+    s, p = node.attrs["strides"], node.attrs["padding"]
+    dx = b.op("conv2d", dout, f, strides=s, padding=p)
+    df = b.op("conv2d_backprop_filter", dout, x, filter_shape=tuple(f.type.shape), strides=s, padding=p)
+    return dx, df
+
+
+register(OpDef("conv2d_transpose",
+               (Arg("input", aliases=("value",)), Arg("filters", aliases=("filter",)),
+                Arg("output_shape", "shape", convert=_output_shape), STRIDES, PADDING),
+               conv2d_transpose_shape, conv2d_transpose_vjp,
+               doc="gradient of conv2d w.r.t. its input, used as an upsampling layer",
+               extra={"macs": lambda ins, out, a: ins[0][1] * ins[0][2] * ins[0][3] * ins[1][0] * ins[1][1] * ins[1][2]}))
+
+
+def backprop_filter_shape(ins, attrs):
+    x, dout = ins
+    fh, fw, fin, fout = attrs["filter_shape"]
+    return TensorType("f32", (fh, fw, fin, fout))
+
+
+register(OpDef("conv2d_backprop_filter",
+               (Arg("input"), Arg("out_backprop"), Arg("filter_shape", "shape"), STRIDES, PADDING),
+               backprop_filter_shape, None, public=False,
+               doc="gradient of conv2d w.r.t. its filters"))
+
+
+def conv_pads(in_hw, k_hw, strides, pad):
+    """(top, bottom, left, right) padding of a conv or pool window, for kernels."""
+    (t, bt), (l, r) = pads(in_hw[0], k_hw[0], strides[0], pad), pads(in_hw[1], k_hw[1], strides[1], pad)
+    return t, bt, l, r

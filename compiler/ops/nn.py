@@ -1,0 +1,119 @@
+"""Layers' building blocks: bias_add, matmul, dropout, embedding_lookup, one_hot, l2_loss."""
+from __future__ import annotations
+
+from ..types import TensorType, scalar
+from . import Arg, OpDef, OpError, register
+from .common import need_dtype, need_float, need_rank, static_dim
+
+
+def bias_add_shape(ins, attrs):
+    x, bias = ins
+    need_float(x, "value"), need_float(bias, "bias"), need_rank(bias, 1, "bias")
+    if x.rank < 1 or x.shape[-1] != bias.shape[0]:
+        raise OpError(f"`bias` has {bias.shape[0]} entries but the last axis of `value` has "
+                      f"{x.shape[-1] if x.rank else 'none'}", arg="bias", code="bias",
+                      notes=[f"value is {x}", f"bias is {bias}"],
+                      help=f"declare the bias as f32[{x.shape[-1]}]" if x.rank else None)
+    return x
+
+
+def bias_add_vjp(b, node, dout):
+    x = node.inputs[0]
+    axes = tuple(range(x.type.rank - 1))
+    return dout, b.op("reduce_sum", dout, axis=axes, keepdims=False)
+
+
+register(OpDef("bias_add", (Arg("value", aliases=("input", "x")), Arg("bias")), bias_add_shape,
+               bias_add_vjp, doc="add a bias along the last axis"))
+
+
+def matmul_shape(ins, attrs):
+    a, b = ins
+    need_rank(a, 2, "a"), need_rank(b, 2, "b"), need_float(a, "a"), need_float(b, "b")
+    ta, tb = attrs["transpose_a"], attrs["transpose_b"]
+    m, ka = (a.shape[1], a.shape[0]) if ta else a.shape
+    kb, n = (b.shape[1], b.shape[0]) if tb else b.shape
+    if ka != kb:
+        raise OpError(f"`matmul` inner dimensions differ: {a}{' (transposed)' if ta else ''} has "
+                      f"{ka} columns, {b}{' (transposed)' if tb else ''} has {kb} rows", arg="b",
+                      code="matmul", notes=[f"[m, k] x [k, n] needs the two k to match"],
+                      help=f"make `b` f32[{ka}, {n}]" if not tb else None)
+    out = TensorType("f32", (m, n))
+    if len(out.sym_axes) > 1:
+        raise OpError("`matmul` result would have two batch-sized dimensions", arg="b")
+    return out
+
+
+def matmul_vjp(b, node, dout):          # C = A @ B  ->  dA = dout @ B^T,  dB = A^T @ dout
+    x, w = node.inputs
+    ta, tb = node.attrs["transpose_a"], node.attrs["transpose_b"]
+    da = (b.op("matmul", w, dout, transpose_a=tb, transpose_b=True) if ta
+          else b.op("matmul", dout, w, transpose_a=False, transpose_b=not tb))
+    db = (b.op("matmul", dout, x, transpose_a=True, transpose_b=ta) if tb
+          else b.op("matmul", x, dout, transpose_a=not ta, transpose_b=False))
+    return da, db
+
+
+register(OpDef("matmul", (Arg("a"), Arg("b"), Arg("transpose_a", "bool", False),
+                          Arg("transpose_b", "bool", False)),
+               matmul_shape, matmul_vjp, doc="2-D matrix product",
+               extra={"macs": lambda ins, out, a: out[0] * out[1] * (ins[0][0] if a["transpose_a"] else ins[0][1])}))
+
+
+def _rate(v):
+    if not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise OpError(f"`rate` must be in [0, 1), got {v}", arg="rate", code="attr",
+                      help="rate is the fraction dropped (TF 2), not keep_prob")
+    return float(v)
+
+
+def dropout_expand(b, inputs, attrs):
+    """Inverted dropout as an explicit mask, so backward reuses the very mask forward drew."""
+    mask = b.op("dropout_mask", inputs[0], rate=attrs["rate"])
+    return b.op("mul", inputs[0], mask)
+
+
+register(OpDef("dropout", (Arg("x"), Arg("rate", "float", convert=_rate)),
+               lambda ins, attrs: (need_float(ins[0], "x"), ins[0])[1], expand=dropout_expand,
+               doc="zero a fraction `rate` of values while training, scale the rest by 1/(1-rate)"))
+register(OpDef("dropout_mask", (Arg("x"), Arg("rate", "float")), lambda ins, attrs: ins[0],
+               lambda b, n, d: (None,), public=False,
+               doc="0 or 1/(1-rate) per element while training, all 1 otherwise"))
+
+
+def embedding_shape(ins, attrs):
+    table, ids = ins
+    need_rank(table, 2, "params", "[vocabulary, width]"), need_float(table, "params")
+    need_dtype(ids, ("i32",), "ids")
+    static_dim(table, 0, "params")
+    return TensorType("f32", ids.shape + (table.shape[1],))
+
+
+register(OpDef("embedding_lookup", (Arg("params"), Arg("ids")), embedding_shape,
+               lambda b, n, d: (b.op("embedding_grad", n.inputs[1], d,
+                                     vocab=n.inputs[0].type.shape[0]), None),
+               doc="rows of a table picked by integer ids"))
+register(OpDef("embedding_grad", (Arg("ids"), Arg("dout"), Arg("vocab", "int")),
+               lambda ins, attrs: TensorType("f32", (attrs["vocab"], ins[1].shape[-1])),
+               public=False, doc="scatter-add each row's gradient into the table"))
+
+
+def one_hot_shape(ins, attrs):
+    need_dtype(ins[0], ("i32",), "indices")
+    if attrs["depth"] < 1:
+        raise OpError(f"`depth` must be positive, got {attrs['depth']}", arg="depth", code="attr")
+    return TensorType("f32", ins[0].shape + (attrs["depth"],))
+
+
+register(OpDef("one_hot", (Arg("indices"), Arg("depth", "int"), Arg("on_value", "float", 1.0),
+                           Arg("off_value", "float", 0.0)),
+               one_hot_shape, None, doc="f32 vectors with on_value at each id"))
+
+
+def l2_loss_shape(ins, attrs):
+    need_float(ins[0], "t")
+    return scalar("f32")
+
+
+register(OpDef("l2_loss", (Arg("t"),), l2_loss_shape,
+               lambda b, n, d: (b.op("mul", n.inputs[0], d),), doc="sum(t ** 2) / 2"))

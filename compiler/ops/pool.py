@@ -1,0 +1,66 @@
+"""Max and average pooling (NHWC) with TF's SAME/VALID windows, and their gradients.
+
+SAME never counts padded cells: max ignores them and avg divides by the cells present."""
+from __future__ import annotations
+
+from ..types import TensorType
+from . import Arg, OpDef, OpError, register
+from .common import need_float, need_rank, padding, static_dim, to_pair
+from .window import out_size
+
+
+def pool_shape(op):
+    def rule(ins, attrs):
+        x = ins[0]
+        need_rank(x, 4, "input", "NHWC"), need_float(x, "input")
+        h, w = static_dim(x, 1, "input"), static_dim(x, 2, "input")
+        (kh, kw), (sh, sw), pad = attrs["ksize"], attrs["strides"] or attrs["ksize"], attrs["padding"]
+        oh, ow = out_size(h, kh, sh, pad), out_size(w, kw, sw, pad)
+        if oh <= 0 or ow <= 0:
+            raise OpError(f"`{op}` with VALID padding: a {kh}x{kw} window does not fit in a {h}x{w} input",
+                          arg="input", code="window-empty",
+                          notes=[f"VALID output size is ceil((in - k + 1) / stride): "
+                                 f"ceil(({h} - {kh} + 1) / {sh}) = {out_size(h, kh, sh, 'VALID')}"],
+                          help="use padding=\"SAME\" or a smaller window")
+        return TensorType("f32", (x.shape[0], oh, ow, x.shape[3]))
+    return rule
+
+
+def _pool_attrs(node):
+    a = node.attrs
+    return dict(ksize=a["ksize"], strides=a["strides"] or a["ksize"], padding=a["padding"])
+
+
+def max_pool_vjp(b, node, dout):
+    return (b.op("max_pool_grad", node.inputs[0], dout, **_pool_attrs(node)),)
+
+
+def avg_pool_vjp(b, node, dout):
+    x = node.inputs[0]
+    return (b.op("avg_pool_grad", dout, input_shape=tuple(x.type.shape[1:3]), **_pool_attrs(node)),)
+
+
+# strides default to ksize and padding to VALID (Keras' defaults); TF's full forms also work.
+POOL_ARGS = (Arg("input", aliases=("value",)), Arg("ksize", "ints", convert=to_pair("ksize"), aliases=("pool_size",)),
+             Arg("strides", "ints", None, convert=to_pair("strides")),
+             Arg("padding", "str", "VALID", convert=padding))
+
+register(OpDef("max_pool", POOL_ARGS, pool_shape("max_pool"), max_pool_vjp, doc="max over windows"))
+register(OpDef("avg_pool", POOL_ARGS, pool_shape("avg_pool"), avg_pool_vjp, doc="mean over windows"))
+
+
+def _max_pool_grad_shape(ins, attrs):
+    return ins[0]
+
+
+def _avg_pool_grad_shape(ins, attrs):
+    dout = ins[0]
+    h, w = attrs["input_shape"]
+    return TensorType("f32", (dout.shape[0], h, w, dout.shape[3]))
+
+
+GRAD_ATTRS = (Arg("ksize", "ints"), Arg("strides", "ints"), Arg("padding", "str"))
+register(OpDef("max_pool_grad", (Arg("input"), Arg("dout")) + GRAD_ATTRS, _max_pool_grad_shape,
+               public=False, doc="route each window's gradient to its first maximum"))
+register(OpDef("avg_pool_grad", (Arg("dout"), Arg("input_shape", "ints")) + GRAD_ATTRS,
+               _avg_pool_grad_shape, public=False, doc="spread each window's gradient evenly"))

@@ -1,0 +1,116 @@
+"""Ops that only rearrange values: reshape (with -1 inference), transpose, expand_dims, squeeze."""
+from __future__ import annotations
+
+import math
+
+from ..types import Sym, TensorType, dim_str
+from . import Arg, OpDef, OpError, register
+from .common import norm_axis, shape_str
+
+
+def _factors(t: TensorType) -> str:
+    return "*".join(str(d) for d in t.shape if isinstance(d, int)) or "1"
+
+
+def reshape_shape(ins, attrs):
+    x, target = ins[0], attrs["shape"]
+    per, fixed = x.size()
+    holes = [i for i, d in enumerate(target) if d == -1]
+    if len(holes) > 1:
+        raise OpError(f"`reshape` target {shape_str(target)} has {len(holes)} entries of -1; "
+                      "at most one size can be inferred", arg="shape", code="reshape-ambiguous")
+    for d in target:
+        if isinstance(d, int) and d != -1 and d <= 0:
+            raise OpError(f"`reshape` sizes must be positive (or -1), got {d}", arg="shape",
+                          code="attr")
+    syms = [d for d in target if isinstance(d, Sym)]
+    static = math.prod(d for d in target if isinstance(d, int) and d != -1)
+    note = f"`{{input}}` is {x}, {x.count_str()}"
+    if per:                                       # symbolic batch: N*per values
+        if syms and holes:
+            raise OpError(f"`reshape` target {shape_str(target)} has both the batch size and -1",
+                          arg="shape", code="reshape-ambiguous", help="write one of them")
+        if not syms and not holes:
+            raise OpError(f"`reshape` target {shape_str(target)} fixes the batch size",
+                          arg="shape", code="reshape-batch", notes=[note],
+                          help=f"use -1 for the batch: [-1, {', '.join(map(str, target[1:]))}]")
+        coeff = math.prod(s.coeff for s in syms)
+        if per % (static * coeff) != 0 or (syms and per != static * coeff):
+            rows = static * coeff
+            help_ = (f"[-1, {per}] fits ({_factors(x)})" if len(target) == 2
+                     else f"the fixed sizes multiply to {rows}; they must divide {per}")
+            raise OpError(f"`reshape` cannot split {per} values per example into rows of {rows}",
+                          arg="shape", code="reshape-size", notes=[note], help=help_)
+        dims = [Sym("N", per // static) if d == -1 else d for d in target]
+    else:
+        if syms:
+            raise OpError(f"`reshape` target uses the batch size {syms[0]} but the input {x} "
+                          "has a fixed size", arg="shape", code="reshape-batch")
+        if (holes and fixed % static) or (not holes and fixed != static):
+            raise OpError(f"`reshape` cannot arrange {fixed} values as {shape_str(target)}",
+                          arg="shape", code="reshape-size", notes=[note],
+                          help=f"the sizes must multiply to {fixed}")
+        dims = [fixed // static if d == -1 else d for d in target]
+    out = x.with_shape(dims)
+    if len(out.sym_axes) > 1:
+        raise OpError("`reshape` result would have two batch-sized dimensions", arg="shape")
+    return out
+
+
+def _reshape_vjp(b, node, dout):
+    return (b.op("reshape", dout, shape=tuple(node.inputs[0].type.shape)),)
+
+
+register(OpDef("reshape", (Arg("tensor", aliases=("x", "input")), Arg("shape", "shape")),
+               reshape_shape, _reshape_vjp, doc="same values, new shape; one -1 is inferred"))
+
+
+def _perm(v):
+    if not isinstance(v, tuple) or not all(isinstance(a, int) for a in v):
+        raise OpError("`perm` must be a list of axes", arg="perm", code="attr")
+    return v
+
+
+def transpose_shape(ins, attrs):
+    x, perm = ins[0], attrs["perm"]
+    if sorted(perm) != list(range(x.rank)):
+        raise OpError(f"`perm` {list(perm)} is not a permutation of the {x.rank} axes of {x}",
+                      arg="perm", code="attr", help=f"list each of 0..{x.rank - 1} exactly once")
+    return x.with_shape(x.shape[p] for p in perm)
+
+
+def _transpose_vjp(b, node, dout):
+    perm = node.attrs["perm"]
+    inverse = tuple(sorted(range(len(perm)), key=lambda i: perm[i]))
+    return (b.op("transpose", dout, perm=inverse),)
+
+
+register(OpDef("transpose", (Arg("a", aliases=("x", "input")), Arg("perm", "ints", convert=_perm)),
+               transpose_shape, _transpose_vjp, doc="permute axes"))
+
+
+def expand_dims_shape(ins, attrs):
+    x, axis = ins[0], attrs["axis"]
+    if not -x.rank - 1 <= axis <= x.rank:
+        raise OpError(f"axis {axis} is out of range for expand_dims of a {x.rank}-D tensor "
+                      f"(valid: {-x.rank - 1} to {x.rank})", arg="axis", code="axis")
+    axis = axis % (x.rank + 1)
+    return x.with_shape(x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def squeeze_shape(ins, attrs):
+    x, axes = ins[0], attrs["axis"]
+    if axes is None:
+        axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
+    axes = {norm_axis(a, x.rank) for a in ((axes,) if isinstance(axes, int) else axes)}
+    for a in sorted(axes):
+        if x.shape[a] != 1:
+            raise OpError(f"cannot squeeze axis {a} of {x}: its size is {dim_str(x.shape[a])}, not 1",
+                          arg="axis", code="axis")
+    return x.with_shape(d for i, d in enumerate(x.shape) if i not in axes)
+
+
+register(OpDef("expand_dims", (Arg("input"), Arg("axis", "int")), expand_dims_shape, _reshape_vjp,
+               doc="insert an axis of size 1"))
+register(OpDef("squeeze", (Arg("input"), Arg("axis", "axes", None)), squeeze_shape, _reshape_vjp,
+               doc="remove axes of size 1"))

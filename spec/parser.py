@@ -1,0 +1,225 @@
+"""Text -> AST. Lark (LALR) parses; a transformer builds spanned AST nodes; syntax errors
+become diagnostics that say what was expected in words rather than Lark's token names."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Label, SpecError, error
+from .source import Source, Span
+
+_GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+# How each terminal is said in an error message.
+_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "_NL": "a new line",
+    "$END": "the end of the file",
+}
+
+
+class BracketNewlines:
+    """Post-lexer that drops newlines inside ( ) and [ ], so calls and lists may span lines."""
+
+    always_accept = ("_NL",)
+
+    def __init__(self):
+        self.open: list[Token] = []     # brackets still open, for "never closed" notes
+
+    def process(self, stream):
+        self.open = []
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                self.open.append(tok)
+            elif tok.type in ("RPAR", "RSQB"):
+                if self.open:
+                    self.open.pop()
+            elif tok.type == "_NL" and self.open:
+                continue
+            yield tok
+
+
+_BRACKETS = BracketNewlines()
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(_GRAMMAR.read_text(), parser="lalr", lexer="contextual", postlex=_BRACKETS,
+                propagate_positions=True, maybe_placeholders=True)
+
+
+def _span(meta) -> Span:
+    return Span(meta.start_pos, meta.end_pos) if not meta.empty else Span(0, 0)
+
+
+def _tok_span(tok: Token) -> Span:
+    return Span(tok.start_pos, tok.end_pos)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """One short method per grammar rule; each returns an AST node carrying its span."""
+
+    def start(self, meta, children):
+        return ast.Module(tuple(children), _span(meta))
+
+    # tokens wrapped in rules so that they carry spans
+    def ident(self, meta, c):
+        return ast.Ident(str(c[0]), _tok_span(c[0]))
+
+    def name(self, meta, c):
+        return ast.Name(str(c[0]), _tok_span(c[0]))
+
+    def number(self, meta, c):
+        text = str(c[0])
+        is_int = not any(ch in text for ch in ".eE")
+        return ast.Number(int(text) if is_int else float(text), text, _tok_span(c[0]))
+
+    def string(self, meta, c):
+        return ast.String(str(c[0])[1:-1], _tok_span(c[0]))
+
+    def scope_name(self, meta, c):
+        item = c[0]
+        return ast.Ident(item.value, item.span) if isinstance(item, ast.String) else item
+
+    # statements
+    def model_decl(self, meta, c):
+        return ast.ModelDecl(c[0], _span(meta))
+
+    def input_decl(self, meta, c):
+        return ast.InputDecl(c[0], c[1], _span(meta))
+
+    def param_decl(self, meta, c):
+        return ast.ParamDecl(c[0], c[1], c[2], _span(meta))
+
+    def const_decl(self, meta, c):
+        return ast.ConstDecl(c[0], c[1], c[2], _span(meta))
+
+    def scope_block(self, meta, c):
+        return ast.ScopeBlock(c[0], tuple(c[1:]), _span(meta))
+
+    def stack_block(self, meta, c):
+        return ast.StackBlock(c[0], c[1], tuple(x for x in c[2:] if x is not None), _span(meta))
+
+    def stack_step(self, meta, c):
+        return ast.StackStep(c[0], c[1], _span(meta))
+
+    def output_decl(self, meta, c):
+        return ast.OutputDecl(c[0], c[1], _span(meta))
+
+    def loss_decl(self, meta, c):
+        return ast.LossDecl(c[0], _span(meta))
+
+    def metric_decl(self, meta, c):
+        return ast.MetricDecl(c[0], c[1], _span(meta))
+
+    def optimizer_decl(self, meta, c):
+        return ast.OptimizerDecl(c[0], _span(meta))
+
+    def let(self, meta, c):
+        return ast.Let(c[0], c[1], _span(meta))
+
+    # expressions
+    def type(self, meta, c):
+        return ast.TypeExpr(c[0], tuple(x for x in c[1:] if x is not None), _span(meta))
+
+    def call(self, meta, c):
+        args = [x for x in c[1:] if x is not None]
+        pos = tuple(a for a in args if not isinstance(a, ast.Keyword))
+        kws = tuple(a for a in args if isinstance(a, ast.Keyword))
+        return ast.Call(c[0], pos, kws, _span(meta))
+
+    def keyword(self, meta, c):
+        return ast.Keyword(c[0], c[1], _span(meta))
+
+    def list(self, meta, c):
+        return ast.ListExpr(tuple(x for x in c if x is not None), _span(meta))
+
+    def pipe(self, meta, c):
+        # `a |> f(b, k=v)` is `f(a, b, k=v)`
+        value, call = c
+        return ast.Call(call.func, (value,) + call.args, call.kwargs, _span(meta))
+
+    def _binop(op):
+        def rule(self, meta, c):
+            return ast.BinOp(op, c[0], c[1], _span(meta))
+        return rule
+
+    add, sub, mul, div = _binop("+"), _binop("-"), _binop("*"), _binop("/")
+
+    def neg(self, meta, c):
+        return ast.Neg(c[0], _span(meta))
+
+
+def _describe(term: str) -> str:
+    if term in _WORDS:
+        return _WORDS[term]
+    for t in _lark().terminals:
+        if t.name == term:
+            if t.pattern.type == "str":
+                return f"`{t.pattern.value}`"
+            return f"`{term.lower()}`"
+    return f"`{term}`"
+
+
+# Closers and separators first: they are what a person most often forgot.
+_FIRST = ["`,`", "`)`", "`]`", "`}`", "`=`", "`:`"]
+
+
+def _words(names) -> str:
+    said = sorted({_describe(n) for n in names},
+                  key=lambda w: (_FIRST.index(w) if w in _FIRST else len(_FIRST), not w.startswith("`"), w))
+    if len(said) <= 1:
+        return said[0] if said else "something else"
+    if len(said) > 8:
+        said = said[:7] + ["…"]
+    return ", ".join(said[:-1]) + " or " + said[-1]
+
+
+def _found(tok: Token | None) -> str:
+    if tok is None or tok.type == "$END":
+        return "the end of the file"
+    if tok.type == "_NL":
+        return "the end of the line"
+    return f"`{tok.value}`"
+
+
+def _syntax_diagnostic(exc: UnexpectedInput, source: Source):
+    if isinstance(exc, UnexpectedCharacters):
+        ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
+        span = Span(exc.pos_in_stream, exc.pos_in_stream + 1)
+        help_ = None
+        if ch == '"' or ch == "'":
+            help_ = "strings must close on the same line"
+        return error("syntax", f"unexpected character `{ch}`", span, label="not valid here",
+                     help=help_)
+    tok = getattr(exc, "token", None)
+    expected = (getattr(exc, "accepts", None) or getattr(exc, "expected", None) or set())
+    expected = {e for e in expected if e != "$END" or len(expected) == 1} or set(expected)
+    if tok is None or tok.type == "$END":
+        pos = len(source.text.rstrip())
+        span = Span(max(0, pos - 1), pos)
+    elif tok.type == "_NL":
+        span = Span(tok.start_pos, tok.start_pos + 1)
+    else:
+        span = Span(tok.start_pos, tok.end_pos)
+    msg = f"expected {_words(expected)}, found {_found(tok)}"
+    secondary = []
+    unclosed = [b for b in _BRACKETS.open if b.start_pos < span.start]
+    if unclosed and source.line_col(unclosed[-1].start_pos)[0] < source.line_col(span.start)[0]:
+        b = unclosed[-1]
+        secondary.append(Label(Span(b.start_pos, b.end_pos), f"this `{b.value}` is never closed", False))
+    return error("syntax", msg, span, label="unexpected here", secondary=secondary)
+
+
+def parse(source: Source) -> ast.Module:
+    """Parse a spec into its AST, or raise SpecError with a located syntax diagnostic."""
+    text = source.text
+    try:
+        tree = _lark().parse(text if text.endswith("\n") else text + "\n")
+    except UnexpectedInput as exc:
+        raise SpecError([_syntax_diagnostic(exc, source)], source) from None
+    return _ToAst().transform(tree)

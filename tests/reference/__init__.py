@@ -1,0 +1,1 @@
+"""Plain-NumPy reference implementation of the cnnc ops: the test oracle."""

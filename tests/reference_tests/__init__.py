@@ -1,0 +1,1 @@
+"""Tests of the NumPy reference ops (the oracle must itself be right)."""
