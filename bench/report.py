@@ -4,6 +4,8 @@ Each cell of the table is a median; "(r)" after it is the ratio
 baseline / column for that metric (the baseline column itself shows no ratio).
 Throughput and GFLOP/s: r > 1 means the baseline is faster.
 Latency and peak RSS: r < 1 means the baseline is better.
+The last row, "other CPU load", is the share of the machine's CPU time that
+other processes took while the column was measured: a noise indicator.
 """
 
 from bench import models as spec
@@ -19,6 +21,7 @@ ROWS = [
     ("train b128  % sgemm", "train_b128", "pct"),
     ("infer b32   GFLOP/s", "infer_b32", "gflops"),
     ("infer b32   % sgemm", "infer_b32", "pct"),
+    ("other CPU load %", "other_load", "pct"),   # noise indicator, no ratio
 ]
 
 
@@ -38,6 +41,8 @@ def value(cell, key, field):
         return None
     if key == "peak_rss":
         return cell.get("peak_rss", {}).get("peak_rss_mb")
+    if key == "other_load":
+        return None if cell.get("other_load") is None else 100.0 * cell["other_load"]
     m = cell["metrics"].get(key)
     if m is None:
         return None
@@ -56,6 +61,8 @@ def status_text(cell, key):
 
 
 def fmt(v):
+    if v == 0:
+        return "0"
     if v >= 100:
         return f"{v:.0f}"
     if v >= 10:
@@ -81,7 +88,7 @@ def model_table(model, cells, columns, baseline, threads, sgemm_gflops):
              f"{'metric (median)':22s}" + "".join(f"{c:>{width}s}" for c in columns)]
     for label, key, field in ROWS:
         vals = {c: value(cells.get(c), key, field) for c in columns}
-        rs = ratios(vals, baseline)
+        rs = ratios(vals, baseline) if key != "other_load" else dict.fromkeys(vals)
         row = f"{label:22s}"
         for c in columns:
             if vals[c] is None:

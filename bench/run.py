@@ -19,7 +19,7 @@ import time
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import harness, models as spec, report  # noqa: E402
+from bench import harness, models as spec, report, sgemm  # noqa: E402
 from bench.frameworks import COLUMNS, DEFAULT_BASELINE  # noqa: E402
 
 # Benchmark-only packages; never runtime dependencies of cnnc.
@@ -28,7 +28,7 @@ PEER_PACKAGES = ["torch==2.13.0", "onnx", "onnxruntime", "onnxscript", "tensorfl
 FULL = {"warmup": 3, "repeats": 10, "min_time": 2.0, "max_time": 30.0,
         "rss_steps": 10, "timeout": 360, "sgemm_sizes": "1024,2048"}
 QUICK = {"warmup": 1, "repeats": 3, "min_time": 0.2, "max_time": 5.0,
-         "rss_steps": 3, "timeout": 180, "sgemm_sizes": "1024"}
+         "rss_steps": 3, "timeout": 180, "sgemm_sizes": "1024,2048"}
 
 
 def install_peers():
@@ -56,12 +56,12 @@ def cpu_name():
 
 
 def measure_sgemm(threads, opts):
-    result, err = harness.run_json_child(
-        ["bench.sgemm", "--json", "--sizes", opts["sgemm_sizes"],
-         "--repeats", str(opts["repeats"])], threads, opts["timeout"])
-    if err:
-        print(f"sgemm failed: {err}", flush=True)
-        return {"gflops": None, "error": err}
+    sizes = tuple(int(n) for n in opts["sgemm_sizes"].split(","))
+    result = sgemm.yardstick(threads, sizes, opts["repeats"], opts["timeout"])
+    for label, run in result["runs"].items():
+        print(f"sgemm {label}: " + (f"{run['gflops']:.1f} GFLOP/s ({run.get('kernels')} kernels)"
+                                    if run.get("gflops") else f"failed: {run.get('error')}"),
+              flush=True)
     return result
 
 
@@ -113,25 +113,25 @@ def main(argv=None):
     installed = install_peers() if a.install else None
     print(f"threads {a.threads}, models {','.join(models)}, columns {','.join(columns)}, "
           f"{'quick' if a.quick else 'full'} run", flush=True)
-    sgemm = measure_sgemm(a.threads, opts)
-    if sgemm.get("gflops"):
-        print(f"sgemm yardstick: {sgemm['gflops']:.1f} GFLOP/s ({sgemm.get('blas')})", flush=True)
+    yard = measure_sgemm(a.threads, opts)
 
     cells = {}
     for model in models:
         for column in columns:
             t0 = time.time()
             cell = measure_cell(column, model, a.threads, opts)
-            report.add_derived(cell, sgemm.get("gflops"))
+            report.add_derived(cell, yard.get("gflops"))
             cells[(model, column)] = cell
-            print(f"  {model:8s} {column:11s} {cell['status']:8s} {time.time() - t0:6.1f}s"
-                  f"  {cell.get('reason', '')}", flush=True)
+            load = cell.get("other_load")
+            load = f"other load {100 * load:3.0f}%" if load is not None else ""
+            print(f"  {model:8s} {column:11s} {cell['status']:8s} {time.time() - t0:6.1f}s "
+                  f"{load}  {cell.get('reason', '')}", flush=True)
 
     baseline_ok = any(c.get("status") == "ok" for (m, col), c in cells.items() if col == a.baseline)
     print()
     for model in models:
         table = report.model_table(model, {c: cells[(model, c)] for c in columns}, columns,
-                                   a.baseline, a.threads, sgemm.get("gflops") or 0.0)
+                                   a.baseline, a.threads, yard.get("gflops") or 0.0)
         print("\n".join(table) + "\n")
     print(report.legend(a.baseline, baseline_ok))
 
@@ -144,7 +144,7 @@ def main(argv=None):
                  "seconds": round(time.time() - started, 1)},
         "flops": {m: {"forward": spec.forward_flops(m), "train": spec.train_flops(m)}
                   for m in models},
-        "sgemm": sgemm,
+        "sgemm": yard,
         "results": list(cells.values()),
     }
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

@@ -46,6 +46,7 @@ class OpDef:
     public: bool = True                  # callable from a spec (backward-only ops are not)
     doc: str = ""
     extra: dict = field(default_factory=dict)
+    kernel: Callable | None = None       # (node) -> kernel.Kernel for lowering, or kernel.ALIAS
 
     @property
     def tensor_args(self) -> tuple[Arg, ...]:
