@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..types import BroadcastError, TensorType, broadcast_shapes
 from . import Arg, OpDef, OpError, register
 from .common import need_dtype, shape_str
+from ..kernel import ALIAS, elementwise
 
 X, Y = Arg("x"), Arg("y")
 
@@ -58,14 +59,17 @@ def _minmax_vjp(x_wins: str, y_wins: str):
     return vjp
 
 
-register(OpDef("add", (X, Y), _binary_shape(), _add_vjp, doc="x + y, broadcasting"))
-register(OpDef("sub", (X, Y), _binary_shape(), _sub_vjp, doc="x - y, broadcasting"))
-register(OpDef("mul", (X, Y), _binary_shape(), _mul_vjp, doc="x * y, broadcasting"))
-register(OpDef("div", (X, Y), _binary_shape(dtypes=("f32",)), _div_vjp, doc="x / y, broadcasting"))
-register(OpDef("minimum", (X, Y), _binary_shape(), _minmax_vjp("le", "gt"), doc="elementwise min"))
-register(OpDef("maximum", (X, Y), _binary_shape(), _minmax_vjp("ge", "lt"), doc="elementwise max"))
+register(OpDef("add", (X, Y), _binary_shape(), _add_vjp, kernel=elementwise("{1} + {2}"), doc="x + y, broadcasting"))
+register(OpDef("sub", (X, Y), _binary_shape(), _sub_vjp, kernel=elementwise("{1} - {2}"), doc="x - y, broadcasting"))
+register(OpDef("mul", (X, Y), _binary_shape(), _mul_vjp, kernel=elementwise("{1} * {2}"), doc="x * y, broadcasting"))
+register(OpDef("div", (X, Y), _binary_shape(dtypes=("f32",)), _div_vjp,
+               kernel=elementwise("{1} / {2}"), doc="x / y, broadcasting"))
+register(OpDef("minimum", (X, Y), _binary_shape(), _minmax_vjp("le", "gt"),
+               kernel=elementwise("({1} <= {2} ? {1} : {2})"), doc="elementwise min"))
+register(OpDef("maximum", (X, Y), _binary_shape(), _minmax_vjp("ge", "lt"),
+               kernel=elementwise("({1} >= {2} ? {1} : {2})"), doc="elementwise max"))
 register(OpDef("equal", (X, Y), _binary_shape("bool", ("f32", "i32", "bool")), None,
-               doc="x == y as bool"))
+               kernel=elementwise("({1} == {2})"), doc="x == y as bool"))
 
 
 def _select_grad_shape(ins, attrs):
@@ -73,8 +77,15 @@ def _select_grad_shape(ins, attrs):
     return TensorType("f32", broadcast_shapes(x.shape, y.shape))
 
 
+CMP = {"le": "<=", "lt": "<", "ge": ">=", "gt": ">"}
+
+
+def select_grad_kernel(node):
+    return elementwise(f"({{1}} {CMP[node.attrs['cmp']]} {{2}} ? {{3}} : 0.0f)")(node)
+
+
 register(OpDef("select_grad", (X, Y, Arg("dout"), Arg("cmp", "str")), _select_grad_shape,
-               public=False, doc="dout where cmp(x, y) holds, else 0 (min/max gradients)"))
+               public=False, kernel=select_grad_kernel, doc="dout where cmp(x, y) holds, else 0 (min/max gradients)"))
 
 
 # ---------------------------------------------------------------- unary
@@ -95,11 +106,14 @@ def _act_vjp(grad_op: str):
     return vjp
 
 
-register(OpDef("neg", (X,), _numeric_unary, lambda b, n, d: (b.op("neg", d),), doc="-x"))
+register(OpDef("neg", (X,), _numeric_unary, lambda b, n, d: (b.op("neg", d),),
+               kernel=elementwise("-{1}"), doc="-x"))
 register(OpDef("relu", (Arg("features", aliases=("x",)),), _float_unary, _act_vjp("relu_grad"),
-               doc="max(x, 0)"))
-register(OpDef("sigmoid", (X,), _float_unary, _act_vjp("sigmoid_grad"), doc="1 / (1 + exp(-x))"))
-register(OpDef("tanh", (X,), _float_unary, _act_vjp("tanh_grad"), doc="tanh(x)"))
+               kernel=elementwise("({1} > 0.0f ? {1} : 0.0f)"), doc="max(x, 0)"))
+register(OpDef("sigmoid", (X,), _float_unary, _act_vjp("sigmoid_grad"),
+               kernel=elementwise("1.0f / (1.0f + expf(-{1}))"), doc="1 / (1 + exp(-x))"))
+register(OpDef("tanh", (X,), _float_unary, _act_vjp("tanh_grad"),
+               kernel=elementwise("tanhf({1})"), doc="tanh(x)"))
 
 
 def _act_grad_shape(ins, attrs):
@@ -109,9 +123,11 @@ def _act_grad_shape(ins, attrs):
     return dout
 
 
-for _name, _doc in (("relu_grad", "dout where y > 0"), ("sigmoid_grad", "dout * y * (1 - y)"),
-                    ("tanh_grad", "dout * (1 - y*y)")):
-    register(OpDef(_name, (Arg("y"), Arg("dout")), _act_grad_shape, public=False, doc=_doc))
+for _name, _doc, _expr in (("relu_grad", "dout where y > 0", "({1} > 0.0f ? {2} : 0.0f)"),
+                           ("sigmoid_grad", "dout * y * (1 - y)", "{2} * {1} * (1.0f - {1})"),
+                           ("tanh_grad", "dout * (1 - y*y)", "{2} * (1.0f - {1} * {1})")):
+    register(OpDef(_name, (Arg("y"), Arg("dout")), _act_grad_shape, public=False,
+                   kernel=elementwise(_expr), doc=_doc))
 
 
 # ---------------------------------------------------------------- casts and broadcasting
@@ -131,8 +147,17 @@ def _cast_vjp(b, node, dout):
     return (dout if same_float else None,)
 
 
+def cast_kernel(node):
+    src, dst = node.inputs[0].type.dtype, node.out.type.dtype
+    if src == dst:
+        return ALIAS
+    if dst == "bool":
+        return elementwise("({1} != 0)")(node)
+    return elementwise(("(float)" if dst == "f32" else "(int32_t)") + "{1}")(node)   # f32->i32 truncates
+
+
 register(OpDef("cast", (X, Arg("dtype", "dtype", convert=_cast_dtype)), _cast_shape, _cast_vjp,
-               doc="convert to another dtype"))
+               kernel=cast_kernel, doc="convert to another dtype"))
 
 
 def _broadcast_to_shape(ins, attrs):
@@ -148,4 +173,4 @@ def _broadcast_to_shape(ins, attrs):
 
 register(OpDef("broadcast_to", (Arg("input"), Arg("shape", "shape")), _broadcast_to_shape,
                lambda b, n, d: (b.sum_to(d, n.inputs[0]),), public=False,
-               doc="repeat along broadcast axes"))
+               kernel=elementwise("{1}"), doc="repeat along broadcast axes"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 from ..types import TensorType
 from . import Arg, OpDef, OpError, register
 from .common import need_dtype, need_float, norm_axis
+from ..kernel import (Kernel, Lin, contiguous_strides, nest, numel, pointwise, record, reduced_view,
+                      reduction, split_axis)
 
 
 def _axes(v):
@@ -48,22 +50,48 @@ def _reduce_vjp(mode):
 
 REDUCE_ARGS = (Arg("input_tensor", aliases=("input", "x")), Arg("axis", "axes", None, convert=_axes),
                Arg("keepdims", "bool", False))
-register(OpDef("reduce_sum", REDUCE_ARGS, reduce_shape, _reduce_vjp("sum"), doc="sum over axes"))
-register(OpDef("reduce_mean", REDUCE_ARGS, reduce_shape, _reduce_vjp("mean"), doc="mean over axes"))
-register(OpDef("reduce_max", REDUCE_ARGS, reduce_shape, _reduce_vjp("max"), doc="max over axes"))
+register(OpDef("reduce_sum", REDUCE_ARGS, reduce_shape, _reduce_vjp("sum"),
+               kernel=lambda node: reduction(node, "sum"), doc="sum over axes"))
+register(OpDef("reduce_mean", REDUCE_ARGS, reduce_shape, _reduce_vjp("mean"),
+               kernel=lambda node: reduction(node, "mean"), doc="mean over axes"))
+register(OpDef("reduce_max", REDUCE_ARGS, reduce_shape, _reduce_vjp("max"),
+               kernel=lambda node: reduction(node, "max"), doc="max over axes"))
 
 
 def _reduce_grad_shape(ins, attrs):
     return TensorType("f32", attrs["shape"])
 
 
+def reduce_grad_kernel(node):
+    """dx = dout broadcast back over the reduced axes (divided by their count for mean)."""
+    shape, dstrides = reduced_view(node.out.type, node.attrs["axis"])
+    n = nest(shape, [contiguous_strides(shape), dstrides])
+    if not node.attrs["mean"]:
+        return pointwise(n, "{0} = {1};")
+    count = Lin(0, 1)
+    for i in resolve_axes(node.attrs["axis"], node.out.type.rank):
+        count = count * Lin.of(shape[i])
+    return pointwise(n, "{0} = {1} / (float)(" + str(count) + ");")
+
+
+def reduce_max_grad_kernel(node):
+    """Two passes: count the maxima of each reduction, then share dout equally among them."""
+    x = node.inputs[0].type
+    shape, ystrides = reduced_view(x, node.attrs["axis"])
+    own = contiguous_strides(shape)
+    n = nest(shape, [own, own, ystrides, ystrides])     # dx, x, y/dout/count
+    return Kernel("reduce_max_grad.c.j2", record(nest=n, out_size=numel(node.out.type),
+                                                 count_size=numel(node.inputs[1].type)),
+                  scratch=numel(node.inputs[1].type) * 4)
+
+
 register(OpDef("reduce_grad", (Arg("dout"), Arg("shape", "shape"), Arg("axis", "axes"),
                                Arg("keepdims", "bool"), Arg("mean", "bool")),
-               _reduce_grad_shape, public=False,
+               _reduce_grad_shape, public=False, kernel=reduce_grad_kernel,
                doc="broadcast a reduction's gradient back (divided by the count for mean)"))
 register(OpDef("reduce_max_grad", (Arg("input"), Arg("output"), Arg("dout"), Arg("axis", "axes"),
                                    Arg("keepdims", "bool")),
-               lambda ins, attrs: ins[0], public=False,
+               lambda ins, attrs: ins[0], public=False, kernel=reduce_max_grad_kernel,
                doc="dout shared equally among the maxima (TF's rule for ties)"))
 
 
@@ -74,8 +102,17 @@ def argmax_shape(ins, attrs):
     return TensorType("i32", tuple(d for i, d in enumerate(x.shape) if i != axis))
 
 
+def axis_kernel(mode):
+    """Ops along one axis of an (outer, length, inner) view: argmax and the softmax family."""
+    def rule(node):
+        t = node.inputs[0].type
+        outer, length, inner = split_axis(t, node.attrs["axis"])
+        return Kernel("axis.c.j2", record(mode=mode, outer=outer, length=length, inner=inner))
+    return rule
+
+
 register(OpDef("argmax", (Arg("input"), Arg("axis", "int")), argmax_shape, None,
-               doc="index of the largest value along an axis (first on ties), i32"))
+               kernel=axis_kernel("argmax"), doc="index of the largest value along an axis (first on ties), i32"))
 
 
 def softmax_shape(ins, attrs):
@@ -86,11 +123,11 @@ def softmax_shape(ins, attrs):
 
 register(OpDef("softmax", (Arg("logits"), Arg("axis", "int", -1)), softmax_shape,
                lambda b, n, d: (b.op("softmax_grad", n.out, d, axis=n.attrs["axis"]),),
-               doc="exp(x) / sum(exp(x)) along an axis"))
+               kernel=axis_kernel("softmax"), doc="exp(x) / sum(exp(x)) along an axis"))
 register(OpDef("log_softmax", (Arg("logits"), Arg("axis", "int", -1)), softmax_shape,
                lambda b, n, d: (b.op("log_softmax_grad", n.out, d, axis=n.attrs["axis"]),),
-               doc="x - log(sum(exp(x))) along an axis"))
+               kernel=axis_kernel("log_softmax"), doc="x - log(sum(exp(x))) along an axis"))
 register(OpDef("softmax_grad", (Arg("y"), Arg("dout"), Arg("axis", "int")), lambda i, a: i[1],
-               public=False, doc="y * (dout - sum(dout * y))"))
+               public=False, kernel=axis_kernel("softmax_grad"), doc="y * (dout - sum(dout * y))"))
 register(OpDef("log_softmax_grad", (Arg("y"), Arg("dout"), Arg("axis", "int")), lambda i, a: i[1],
-               public=False, doc="dout - exp(y) * sum(dout)"))
+               public=False, kernel=axis_kernel("log_softmax_grad"), doc="dout - exp(y) * sum(dout)"))
