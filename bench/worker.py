@@ -32,18 +32,32 @@ def train_loop(column, model, batch=32, steps=10):
         step()
 
 
-def _measure(fn_factory, batch, timing):
+def _measure(fn_factory, batch, timing, max_other_load=0.10, retries=0):
+    """Time one callable; re-measure (up to `retries` times) while other
+    processes took more than `max_other_load` of the CPU, keeping the quietest
+    attempt."""
     t0 = time.perf_counter()
     fn = fn_factory()
     setup = time.perf_counter() - t0
-    stats = harness.time_fn(fn, **timing)
+    best = None
+    for attempt in range(1, retries + 2):
+        load = harness.OtherLoad()
+        stats = harness.time_fn(fn, **timing)
+        other = load.share()
+        result = {"batch": batch, "setup_s": setup, "time_s": stats,
+                  "per_s": harness.throughput(stats, batch), "other_load": other,
+                  "attempts": attempt}
+        if best is None or (other or 0.0) < (best["other_load"] or 0.0):
+            best = result
+        if other is None or other <= max_other_load:
+            break
+    best["attempts"] = attempt
     del fn
     gc.collect()
-    return {"batch": batch, "setup_s": setup, "time_s": stats,
-            "per_s": harness.throughput(stats, batch)}
+    return best
 
 
-def run(column, model, timing):
+def run(column, model, timing, max_other_load=0.10, retries=0):
     module, layout = framework(column)
     ok, reason = module.available()
     out = {"column": column, "model": model, "layout": layout}
@@ -65,7 +79,7 @@ def run(column, model, timing):
 
     for key, batch, factory, tm in jobs:
         try:
-            out["metrics"][key] = _measure(factory, batch, tm)
+            out["metrics"][key] = _measure(factory, batch, tm, max_other_load, retries)
         except Exception as exc:
             out["errors"][key] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
@@ -80,10 +94,13 @@ def main():
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--min-time", type=float, default=1.0)
     p.add_argument("--max-time", type=float, default=30.0)
+    p.add_argument("--max-other-load", type=float, default=0.10,
+                   help="re-measure when other processes took more than this share of the CPU")
+    p.add_argument("--retries", type=int, default=0, help="re-measurements allowed per metric")
     a = p.parse_args()
     timing = {"warmup": a.warmup, "repeats": a.repeats,
               "min_time": a.min_time, "max_time": a.max_time}
-    print(json.dumps(run(a.column, a.model, timing)), flush=True)
+    print(json.dumps(run(a.column, a.model, timing, a.max_other_load, a.retries)), flush=True)
 
 
 if __name__ == "__main__":

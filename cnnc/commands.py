@@ -12,23 +12,41 @@ from .spec.diagnostics import Severity, SpecError, render_json, render_text, sor
 
 
 def add_subcommands(sub) -> None:
-    """Commands beyond `check` register here (compile, train, ...)."""
-    for extra in _EXTRA:
-        extra(sub)
-
-
-_EXTRA: list = []
+    """Commands beyond `check`: compile, train, evaluate, predict."""
+    from . import train_cmds
+    train_cmds.add_subcommands(sub)
 
 
 def run(args) -> int:
-    handler = _HANDLERS.get(args.command)
+    from . import train_cmds
+    handler = {**_HANDLERS, **train_cmds.HANDLERS}.get(args.command)
     if handler is None:
         raise CnncError(f"unknown command {args.command}")
     try:
         return handler(args)
+    except SpecError as e:
+        _print_diagnostics(e.diagnostics, e.source, "text")
+        return 1
     except CnncError as e:
         print(f"cnnc: error: {e}", file=sys.stderr)
         return 1
+    except _user_errors() as e:          # bad data, bad checkpoint, bad input arrays
+        print(f"cnnc: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _user_errors() -> tuple:
+    """Runtime errors that are the user's to fix (reported plainly, not as cnnc bugs)."""
+    from .runtime.checkpoint import CheckpointError
+    from .runtime.data import DataError
+    from .runtime.train import TrainingDiverged
+    errors = [CheckpointError, DataError, TrainingDiverged, FileNotFoundError]
+    try:
+        from .runtime.model import InputError
+        errors.append(InputError)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def _read(path: str):

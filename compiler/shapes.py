@@ -70,6 +70,7 @@ class Checker:
         self.penalty_count = 0
         self.penalty_names: list[str] = []
         self.current_rhs = None                        # the expression a Let binds, for layer naming
+        self.referenced: set[int] = set()              # ids of values a spec names, even in failed statements
 
     # ------------------------------------------------------------ driver
 
@@ -240,7 +241,7 @@ class Checker:
 
     def unused_warnings(self) -> None:
         used = {v.id for n in self.graph.nodes for v in n.inputs}
-        used |= {v.id for v in self.graph.outputs.values()}
+        used |= {v.id for v in self.graph.outputs.values()} | self.referenced
         for v in self.graph.params + self.graph.inputs:
             if v.id not in used:
                 kind = "param" if v.kind == "param" else "input"
@@ -255,7 +256,10 @@ class Checker:
 
     def lookup(self, name: ast.Name):
         if name.id in self.env:
-            return self.env[name.id]
+            v = self.env[name.id]
+            if isinstance(v, Value):
+                self.referenced.add(v.id)
+            return v
         hint = did_you_mean(name.id, self.env)
         notes = []
         if name.id in REGISTRY or name.id in layers.LAYERS:
@@ -396,7 +400,7 @@ class Checker:
             return Lit(self.static(e), e.span)
         a, b = self.literal_partner(a, b), self.literal_partner(b, a)
         op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[e.op]
-        return self.apply(op, e, [a, b], {}, arg_spans=[e.left.span, e.right.span])
+        return self.apply(op, e, [a, b], {}, arg_exprs={"x": e.left, "y": e.right})
 
     def literal_partner(self, v, partner):
         if not isinstance(v, Lit):
@@ -415,10 +419,10 @@ class Checker:
         opdef = REGISTRY.get(name)
         if opdef is None or not opdef.public:
             self.report(self.unknown("op", name, c.func.span, public_ops() + list(layers.LAYERS)))
-        tensors, attrs, spans = self.bind_args(opdef, c)
+        tensors, attrs, exprs = self.bind_args(opdef, c)
         if any(isinstance(t, Poison) for t in tensors):
             return POISON
-        return self.apply(name, c, tensors, attrs, arg_spans=spans)
+        return self.apply(name, c, tensors, attrs, arg_exprs=exprs)
 
     def bind_args(self, opdef: OpDef, c: ast.Call):
         """Match positional and keyword args to the op's tf.nn signature."""
@@ -451,7 +455,7 @@ class Checker:
                 attrs[p.name] = p.default
                 continue
             e = given[p.name]
-            spans[p.name] = e.span
+            spans[p.name] = e
             if p.kind == "tensor":
                 v = self.expr(e)
                 tensors.append(self.literal_partner(v, None) if isinstance(v, Lit) else v)
@@ -523,29 +527,42 @@ class Checker:
 
     # ------------------------------------------------------------ applying ops
 
-    def apply(self, op: str, at, inputs, attrs, arg_spans=None):
+    def apply(self, op: str, at, inputs, attrs, arg_exprs=None):
         """Run the op's shape rule and add its node; an OpError becomes a located diagnostic."""
         self.b.span = at.span
         try:
             return self.b.op(op, *inputs, **attrs)
         except OpError as err:
-            self.report(self.op_diagnostic(op, at, err, inputs, arg_spans))
+            self.report(self.op_diagnostic(op, at, err, inputs, arg_exprs or {}))
 
-    def op_diagnostic(self, op, at, err: OpError, inputs, arg_spans) -> Diagnostic:
-        span = at.span
+    def op_diagnostic(self, op, at, err: OpError, inputs, arg_exprs: dict) -> Diagnostic:
+        """Point at the argument at fault; `{arg}` in the rule's text becomes what the spec wrote."""
+        span = arg_exprs[err.arg].span if err.arg in arg_exprs else at.span
         opdef = REGISTRY[op]
-        if isinstance(arg_spans, dict) and err.arg in arg_spans:
-            span = arg_spans[err.arg]
-        elif isinstance(arg_spans, list) and err.arg in ("x", "y"):
-            span = arg_spans[0 if err.arg == "x" else 1]
-        first = _arg_text(self.source, at, opdef)
-        notes = [n.replace("{input}", first) for n in err.notes]
+        words = {a.name: self.arg_words(arg_exprs.get(a.name), a.name) for a in opdef.args}
+
+        def fill(text):
+            for k, w in words.items():
+                text = text.replace("{" + k + "}", w)
+            return text
+        notes = [fill(n) for n in err.notes]
         if err.code == "window-empty" and inputs:
             notes.append(window_trace(inputs[0]))
         binding = self.b.name_hint
         secondary = [Label(at.span, f"in `{binding}`", False)] if span != at.span and binding else []
-        return error(err.code, err.message, span, notes=notes, help=err.help, secondary=secondary,
+        return error(err.code, fill(err.message), span, notes=notes,
+                     help=fill(err.help) if err.help else None, secondary=secondary,
                      label=f"in `{binding}`" if span == at.span and binding else "")
+
+    def arg_words(self, e, fallback: str) -> str:
+        """How a note names an operand: the binding, or the short expression the spec wrote."""
+        if isinstance(e, ast.Name):
+            return e.id
+        if e is not None and e.span.end - e.span.start <= 30 and not e.span == self.b.span:
+            text = self.source.text[e.span.start:e.span.end]
+            if "\n" not in text:
+                return text
+        return fallback
 
     def need_scalar(self, v: Value, what: str, span: Span) -> None:
         if v.type.rank != 0 or v.type.dtype != "f32":
@@ -565,13 +582,6 @@ def _show(v) -> str:
     if isinstance(v, str):
         return f'"{v}"'
     return str(v)
-
-
-def _arg_text(source: Source, call, opdef) -> str:
-    if isinstance(call, ast.Call) and call.args:
-        a = call.args[0]
-        return source.text[a.span.start:a.span.end]
-    return "input"
 
 
 def signature(opdef: OpDef) -> str:

@@ -6,7 +6,7 @@ from .checkpoint import CheckpointError, CheckpointMismatch
 from .checkpoint import load as load_checkpoint
 from .checkpoint import read_extra as read_checkpoint_extra
 from .checkpoint import save as save_checkpoint
-from .data import (DIGITS_CLASSES, DataError, ImageFolder, batches, load_digits, split,
+from .data import (DIGITS_CLASSES, DataError, ImageFolder, batches, load_digits, load_image, split,
                    to_batch_dict, to_input_dict)
 from .plot import plot_history
 from .train import TrainingDiverged, evaluate, fit, predict
@@ -15,7 +15,7 @@ __all__ = [
     "Callback", "EarlyStopping", "History", "LearningRateScheduler", "ModelCheckpoint", "TrainingRun",
     "exponential_decay", "step_decay",
     "CheckpointError", "CheckpointMismatch", "load_checkpoint", "read_checkpoint_extra", "save_checkpoint",
-    "DIGITS_CLASSES", "DataError", "ImageFolder", "batches", "load_digits", "split", "to_batch_dict",
+    "DIGITS_CLASSES", "DataError", "ImageFolder", "batches", "load_digits", "load_image", "split", "to_batch_dict",
     "to_input_dict",
     "plot_history",
     "TrainingDiverged", "evaluate", "fit", "predict",

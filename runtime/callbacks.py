@@ -40,8 +40,9 @@ class TrainingRun:
     """What one fit() call shares with its callbacks."""
 
     def __init__(self, model, *, epochs, initial_epoch=0, batch_size=32, seed=0, log_keys=(),
-                 callbacks=(), verbose=0):
+                 callbacks=(), verbose=0, meta=None):
         self.model, self.epochs, self.initial_epoch = model, epochs, initial_epoch
+        self.meta = dict(meta or {})        # carried in every checkpoint, e.g. class names
         self.batch_size, self.seed, self.verbose = batch_size, seed, verbose
         self.log_keys = tuple(log_keys)
         self.callbacks = list(callbacks)
@@ -83,7 +84,7 @@ class TrainingRun:
         history = next((cb for cb in self.callbacks if isinstance(cb, History)), None)
         return {"epoch": epoch, "epochs": self.epochs, "seed": self.seed,
                 "history": history.history if history else {},
-                "callbacks": self.callback_states()}
+                "callbacks": self.callback_states(), "meta": self.meta}
 
 
 class Callback:

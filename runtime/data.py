@@ -69,6 +69,23 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
     return split(x, y, test_fraction, seed=seed, stratify=True)
 
 
+def load_image(path, size, channels: int = 3) -> np.ndarray:
+    """One image file as float32 [h, w, channels] in [0, 1]: the preprocessing every dataset
+    and `predict` share (EXIF orientation, RGB or grey, bilinear resize to size=(h, w))."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("P", "LA", "PA") or (img.mode == "RGBA" and channels == 1):
+            img = img.convert("RGBA")
+        img = img.convert("RGB" if channels == 3 else "L")
+        h, w = size
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
+    return arr if channels == 3 else arr[..., None]
+
+
 class ImageFolder:
     """Images laid out one subfolder per class (`flower_photos/daisy/*.jpg`), classes sorted by name.
 
@@ -104,18 +121,7 @@ class ImageFolder:
         return out
 
     def _decode(self, path: str) -> np.ndarray:
-        from PIL import Image, ImageOps
-
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("P", "LA", "PA") or (img.mode == "RGBA" and self.channels == 1):
-                img = img.convert("RGBA")
-            img = img.convert("RGB" if self.channels == 3 else "L")
-            h, w = self.size
-            img = img.resize((w, h), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
-        return arr if self.channels == 3 else arr[..., None]
+        return load_image(path, self.size, self.channels)
 
     def load(self):
         """Decode every image: returns (x [n, h, w, channels] float32, y int32, class_names)."""

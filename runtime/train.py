@@ -198,11 +198,12 @@ def _validation(model, train, validation_data, validation_split):
 
 def fit(model, x=None, y=None, *, data=None, epochs=1, batch_size=32, validation_data=None,
         validation_split=0.0, shuffle=True, seed=0, callbacks=(), verbose=1, checkpoint=None,
-        initial_epoch=0, resume=False) -> History:
+        initial_epoch=0, resume=False, meta=None) -> History:
     """Train for epochs initial_epoch..epochs-1 and return the History.
 
     checkpoint=path saves `path` every epoch and `<stem>.best<suffix>` on the best val_loss (loss
-    without validation); resume=True first loads `path` if it exists and continues after its epoch."""
+    without validation); resume=True first loads `path` if it exists and continues after its epoch.
+    meta (JSON-able, e.g. class names) is stored in every checkpoint under extra["meta"]."""
     seed = _check_seed(seed)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path")
@@ -216,7 +217,7 @@ def fit(model, x=None, y=None, *, data=None, epochs=1, batch_size=32, validation
     train_keys = ["loss", *model.metric_names]
     log_keys = train_keys + ([f"val_{k}" for k in train_keys] if val is not None else []) + ["lr"]
     run = TrainingRun(model, epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size,
-                      seed=seed, log_keys=log_keys, callbacks=cbs, verbose=verbose)
+                      seed=seed, log_keys=log_keys, callbacks=cbs, verbose=verbose, meta=meta)
     if resume and os.path.exists(checkpoint):
         _resume(run, checkpoint)
     if run.initial_epoch == 0:

@@ -66,31 +66,36 @@ class SpecError(Exception):
 
 # ---------------------------------------------------------------- text rendering
 
-def _underline(source: Source, label: Label, gutter: int, caret: str) -> list[str]:
+def _marks(source: Source, label: Label, caret: str) -> str:
     line, col = source.line_col(label.span.start)
     end_line, end_col = source.line_col(max(label.span.start, label.span.end - 1))
-    text = source.line_text(line)
     if end_line != line:                       # multi-line span: underline to the end of its first line
-        end_col = len(text)
+        end_col = len(source.line_text(line).rstrip())
     width = max(1, end_col - col + 1)
-    pad = " " * gutter
-    marks = " " * (col - 1) + caret * width + (" " + label.text if label.text else "")
-    return [f"{str(line).rjust(gutter)} | {text.rstrip()}", f"{pad} | {marks.rstrip()}"]
+    return (" " * (col - 1) + caret * width + (" " + label.text if label.text else "")).rstrip()
 
 
 def render_text(diag: Diagnostic, source: Source) -> str:
-    """rustc/Elm-style report: header, source excerpts with carets, notes, help."""
+    """rustc/Elm-style report: header, source excerpts with carets, notes, help.
+
+    Labels on the same line share one copy of it: the primary's carets first."""
     line, col = source.line_col(diag.span.start)
     lines = [f"{source.filename}:{line}:{col}: {diag.severity.value}: {diag.message}"]
     ordered = sorted(diag.labels, key=lambda lb: (not lb.primary, lb.span.start))
-    gutter = max(len(str(source.line_col(lb.span.start)[0])) for lb in ordered)
-    lines.append(" " * gutter + " |")
+    groups: dict[int, list[Label]] = {}
     for label in ordered:
-        lines += _underline(source, label, gutter, "^" if label.primary else "-")
+        groups.setdefault(source.line_col(label.span.start)[0], []).append(label)
+    gutter = max(len(str(n)) for n in groups)
+    pad = " " * gutter
+    lines.append(pad + " |")
+    for n, labels in groups.items():
+        lines.append(f"{str(n).rjust(gutter)} | {source.line_text(n).rstrip()}")
+        for label in labels:
+            lines.append(f"{pad} | {_marks(source, label, '^' if label.primary else '-')}")
     for note in diag.notes:
-        lines.append(" " * gutter + f" = note: {note}")
+        lines.append(pad + f" = note: {note}")
     if diag.help:
-        lines.append(" " * gutter + f" = help: {diag.help}")
+        lines.append(pad + f" = help: {diag.help}")
     return "\n".join(lines)
 
 

@@ -5,6 +5,49 @@ from ..types import Sym, TensorType
 from . import Arg, OpDef, OpError, register
 from .common import need_float, need_rank, padding, static_dim, to_pair
 from .window import out_size, pads, transpose_sizes
+from ..kernel import Kernel, record
+
+
+def conv_geometry(in_shape, filter_hw, out_shape, strides, padding):
+    """Every int a conv-family template needs: sizes of the image side (h, w, c) and of the
+    output side (oh, ow, oc) of the underlying conv2d, window, strides and TF pads."""
+    (kh, kw), (sh, sw) = filter_hw, strides
+    t, bt, l, r = conv_pads(in_shape[1:3], (kh, kw), (sh, sw), padding)
+    p = record(h=in_shape[1], w=in_shape[2], c=in_shape[3], oh=out_shape[1], ow=out_shape[2],
+               oc=out_shape[3], kh=kh, kw=kw, sh=sh, sw=sw, pt=t, pl=l,
+               padded=bool(t or bt or l or r))
+    return p, f"pads: top {t}, left {l}, bottom {bt}, right {r}"
+
+
+def conv2d_kernel(node):
+    x, f = node.inputs
+    p, note = conv_geometry(x.type.shape, f.type.shape[:2], node.out.type.shape, **_sp(node))
+    return Kernel("conv2d.c.j2", p, note)
+
+
+def conv2d_transpose_kernel(node):
+    """The gradient of conv2d wrt its input: scatter each input pixel through the filter."""
+    x, f = node.inputs
+    p, note = conv_geometry(node.out.type.shape, f.type.shape[:2], x.type.shape, **_sp(node))
+    return Kernel("conv2d_transpose.c.j2", p, note, scratch=_bytes(f.type.shape))
+
+
+def conv2d_backprop_filter_kernel(node):
+    x, dout = node.inputs
+    p, note = conv_geometry(x.type.shape, node.attrs["filter_shape"][:2], dout.type.shape, **_sp(node))
+    return Kernel("conv2d_backprop_filter.c.j2", p, note)
+
+
+def _sp(node):
+    return dict(strides=node.attrs["strides"], padding=node.attrs["padding"])
+
+
+def _bytes(shape):
+    from ..kernel import Lin
+    n = 1
+    for d in shape:
+        n *= d
+    return Lin(0, 4 * n)
 
 
 def _window_error(op, in_hw, k, strides):
@@ -25,7 +68,8 @@ def conv2d_shape(ins, attrs):
     if fin != c:
         raise OpError(f"`conv2d` filters expect {fin} input channels but the input has {c}",
                       arg="filters", code="channels",
-                      notes=[f"input is {x} (channels last)", f"filters are {f} = [height, width, in, out]"],
+                      notes=[f"`{{input}}` is {x}: NHWC, {c} channels last",
+                             f"`{{filters}}` is {f} = [height, width, in, out]: {fin} in"],
                       help=f"declare the filters as [{fh}, {fw}, {c}, {fout}]")
     (sh, sw), pad = attrs["strides"], attrs["padding"]
     oh, ow = out_size(h, fh, sh, pad), out_size(w, fw, sw, pad)
@@ -46,7 +90,7 @@ STRIDES = Arg("strides", "ints", convert=to_pair("strides"))
 PADDING = Arg("padding", "str", convert=padding)
 
 register(OpDef("conv2d", (Arg("input"), Arg("filters", aliases=("filter",)), STRIDES, PADDING),
-               conv2d_shape, conv2d_vjp, doc="2-D convolution, TF semantics",
+               conv2d_shape, conv2d_vjp, kernel=conv2d_kernel, doc="2-D convolution, TF semantics",
                extra={"macs": lambda ins, out, a: out[1] * out[2] * out[3] * ins[1][0] * ins[1][1] * ins[1][2]}))
 
 
@@ -66,7 +110,8 @@ def conv2d_transpose_shape(ins, attrs):
     if fin != c:
         raise OpError(f"`conv2d_transpose` filters expect {fin} input channels but the input has {c}",
                       arg="filters", code="channels",
-                      notes=[f"filters are {f} = [height, width, out, in]"],
+                      notes=[f"`{{input}}` is {x}: NHWC, {c} channels last",
+                             f"`{{filters}}` is {f} = [height, width, out, in]: {fin} in"],
                       help=f"declare the filters as [{fh}, {fw}, {fout}, {c}]")
     batch, oh, ow, oc = attrs["output_shape"]
     if batch not in (-1, x.shape[0]) and not isinstance(batch, Sym):
@@ -102,7 +147,7 @@ def conv2d_transpose_vjp(b, node, dout):
 register(OpDef("conv2d_transpose",
                (Arg("input", aliases=("value",)), Arg("filters", aliases=("filter",)),
                 Arg("output_shape", "shape", convert=_output_shape), STRIDES, PADDING),
-               conv2d_transpose_shape, conv2d_transpose_vjp,
+               conv2d_transpose_shape, conv2d_transpose_vjp, kernel=conv2d_transpose_kernel,
                doc="gradient of conv2d w.r.t. its input, used as an upsampling layer",
                extra={"macs": lambda ins, out, a: ins[0][1] * ins[0][2] * ins[0][3] * ins[1][0] * ins[1][1] * ins[1][2]}))
 
@@ -115,7 +160,7 @@ def backprop_filter_shape(ins, attrs):
 
 register(OpDef("conv2d_backprop_filter",
                (Arg("input"), Arg("out_backprop"), Arg("filter_shape", "shape"), STRIDES, PADDING),
-               backprop_filter_shape, None, public=False,
+               backprop_filter_shape, None, public=False, kernel=conv2d_backprop_filter_kernel,
                doc="gradient of conv2d w.r.t. its filters"))
 
 

@@ -4,6 +4,16 @@ from __future__ import annotations
 from ..types import TensorType
 from . import Arg, OpDef, OpError, register
 from .common import need_dtype, need_float
+from ..kernel import Kernel, Lin, numel, record
+
+
+def xent_kernel(mode):
+    """Row-wise over the class (last) axis: loss, or its gradient wrt the logits."""
+    def rule(node):
+        logits = node.inputs[1].type
+        rows = numel(logits.with_shape(logits.shape[:-1]))
+        return Kernel("xent.c.j2", record(mode=mode, rows=rows, classes=Lin.of(logits.shape[-1])))
+    return rule
 
 
 def xent_shape(ins, attrs):
@@ -29,7 +39,7 @@ def xent_vjp(b, node, dout):
 
 
 register(OpDef("softmax_cross_entropy_with_logits", (Arg("labels"), Arg("logits")), xent_shape,
-               xent_vjp, doc="-sum(labels * log_softmax(logits)) over the last axis"))
+               xent_vjp, kernel=xent_kernel("dense"), doc="-sum(labels * log_softmax(logits)) over the last axis"))
 
 
 def sparse_xent_shape(ins, attrs):
@@ -50,8 +60,10 @@ def sparse_xent_shape(ins, attrs):
 register(OpDef("sparse_softmax_cross_entropy_with_logits", (Arg("labels"), Arg("logits")),
                sparse_xent_shape,
                lambda b, n, d: (None, b.op("sparse_softmax_xent_grad", n.inputs[0], n.inputs[1], d)),
-               doc="-log_softmax(logits)[label], labels as i32 class ids"))
+               kernel=xent_kernel("sparse"), doc="-log_softmax(logits)[label], labels as i32 class ids"))
 register(OpDef("softmax_xent_grad", (Arg("labels"), Arg("logits"), Arg("dout")),
-               lambda ins, attrs: ins[1], public=False, doc="(softmax(logits) - labels) * dout"))
+               lambda ins, attrs: ins[1], public=False, kernel=xent_kernel("dense_grad"),
+               doc="(softmax(logits) * sum(labels) - labels) * dout"))
 register(OpDef("sparse_softmax_xent_grad", (Arg("labels"), Arg("logits"), Arg("dout")),
-               lambda ins, attrs: ins[1], public=False, doc="(softmax(logits) - onehot) * dout"))
+               lambda ins, attrs: ins[1], public=False, kernel=xent_kernel("sparse_grad"),
+               doc="(softmax(logits) - onehot) * dout"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..types import TensorType, scalar
 from . import Arg, OpDef, OpError, register
 from .common import need_dtype, need_float, need_rank, static_dim
+from ..kernel import Kernel, Lin, c_float, elementwise, numel, record
 
 
 def bias_add_shape(ins, attrs):
@@ -24,7 +25,7 @@ def bias_add_vjp(b, node, dout):
 
 
 register(OpDef("bias_add", (Arg("value", aliases=("input", "x")), Arg("bias")), bias_add_shape,
-               bias_add_vjp, doc="add a bias along the last axis"))
+               bias_add_vjp, kernel=elementwise("{1} + {2}"), doc="add a bias along the last axis"))
 
 
 def matmul_shape(ins, attrs):
@@ -54,9 +55,21 @@ def matmul_vjp(b, node, dout):          # C = A @ B  ->  dA = dout @ B^T,  dB = 
     return da, db
 
 
+def matmul_kernel(node):
+    """i-k-j order: the innermost loop runs along a row of C and a row of B (B^T is copied
+    to scratch first when transpose_b), so it is contiguous and vectorizes."""
+    a, bt = node.inputs[0].type, node.inputs[1].type
+    ta, tb = node.attrs["transpose_a"], node.attrs["transpose_b"]
+    m, k = (a.shape[1], a.shape[0]) if ta else a.shape
+    n = bt.shape[0] if tb else bt.shape[1]
+    m, k, n = Lin.of(m), Lin.of(k), Lin.of(n)
+    return Kernel("matmul.c.j2", record(m=m, k=k, n=n, ta=ta, tb=tb),
+                  scratch=k * n * 4 if tb else Lin())
+
+
 register(OpDef("matmul", (Arg("a"), Arg("b"), Arg("transpose_a", "bool", False),
                           Arg("transpose_b", "bool", False)),
-               matmul_shape, matmul_vjp, doc="2-D matrix product",
+               matmul_shape, matmul_vjp, kernel=matmul_kernel, doc="2-D matrix product",
                extra={"macs": lambda ins, out, a: out[0] * out[1] * (ins[0][0] if a["transpose_a"] else ins[0][1])}))
 
 
@@ -76,8 +89,14 @@ def dropout_expand(b, inputs, attrs):
 register(OpDef("dropout", (Arg("x"), Arg("rate", "float", convert=_rate)),
                lambda ins, attrs: (need_float(ins[0], "x"), ins[0])[1], expand=dropout_expand,
                doc="zero a fraction `rate` of values while training, scale the rest by 1/(1-rate)"))
+def dropout_mask_kernel(node):
+    rate = node.attrs["rate"]
+    return Kernel("dropout_mask.c.j2", record(size=numel(node.out.type), threshold=int(rate * 2**24),
+                                              scale=c_float(1.0 / (1.0 - rate))), rng=True)
+
+
 register(OpDef("dropout_mask", (Arg("x"), Arg("rate", "float")), lambda ins, attrs: ins[0],
-               lambda b, n, d: (None,), public=False,
+               lambda b, n, d: (None,), public=False, kernel=dropout_mask_kernel,
                doc="0 or 1/(1-rate) per element while training, all 1 otherwise"))
 
 
@@ -89,13 +108,22 @@ def embedding_shape(ins, attrs):
     return TensorType("f32", ids.shape + (table.shape[1],))
 
 
+def embedding_kernel(grad):
+    def rule(node):
+        table = node.out.type if grad else node.inputs[0].type
+        ids = node.inputs[0].type if grad else node.inputs[1].type
+        return Kernel("embedding.c.j2", record(grad=grad, vocab=table.shape[0], width=table.shape[1],
+                                               rows=numel(ids)))
+    return rule
+
+
 register(OpDef("embedding_lookup", (Arg("params"), Arg("ids")), embedding_shape,
                lambda b, n, d: (b.op("embedding_grad", n.inputs[1], d,
                                      vocab=n.inputs[0].type.shape[0]), None),
-               doc="rows of a table picked by integer ids"))
+               kernel=embedding_kernel(False), doc="rows of a table picked by integer ids"))
 register(OpDef("embedding_grad", (Arg("ids"), Arg("dout"), Arg("vocab", "int")),
                lambda ins, attrs: TensorType("f32", (attrs["vocab"], ins[1].shape[-1])),
-               public=False, doc="scatter-add each row's gradient into the table"))
+               public=False, kernel=embedding_kernel(True), doc="scatter-add each row's gradient into the table"))
 
 
 def one_hot_shape(ins, attrs):
@@ -107,7 +135,10 @@ def one_hot_shape(ins, attrs):
 
 register(OpDef("one_hot", (Arg("indices"), Arg("depth", "int"), Arg("on_value", "float", 1.0),
                            Arg("off_value", "float", 0.0)),
-               one_hot_shape, None, doc="f32 vectors with on_value at each id"))
+               one_hot_shape, None, kernel=lambda node: Kernel("one_hot.c.j2", record(
+                   rows=numel(node.inputs[0].type), depth=node.attrs["depth"],
+                   on=c_float(node.attrs["on_value"]), off=c_float(node.attrs["off_value"]))),
+               doc="f32 vectors with on_value at each id"))
 
 
 def l2_loss_shape(ins, attrs):
@@ -116,4 +147,6 @@ def l2_loss_shape(ins, attrs):
 
 
 register(OpDef("l2_loss", (Arg("t"),), l2_loss_shape,
-               lambda b, n, d: (b.op("mul", n.inputs[0], d),), doc="sum(t ** 2) / 2"))
+               lambda b, n, d: (b.op("mul", n.inputs[0], d),),
+               kernel=lambda node: Kernel("l2_loss.c.j2", record(size=numel(node.inputs[0].type))),
+               doc="sum(t ** 2) / 2"))

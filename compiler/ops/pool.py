@@ -7,6 +7,24 @@ from ..types import TensorType
 from . import Arg, OpDef, OpError, register
 from .common import need_float, need_rank, padding, static_dim, to_pair
 from .window import out_size
+from ..kernel import Kernel, record
+from .conv import conv_pads
+
+
+def pool_kernel(mode):
+    """Pools and their gradients; `image` is the NHWC tensor the windows slide over."""
+    def rule(node):
+        image = node.out.type if mode.endswith("_grad") else node.inputs[0].type
+        pooled = node.inputs[1].type if mode == "max_grad" else (
+            node.inputs[0].type if mode == "avg_grad" else node.out.type)
+        a = _pool_attrs(node)
+        (kh, kw), (sh, sw) = a["ksize"], a["strides"]
+        h, w, c = image.shape[1:]
+        t, bt, l, r = conv_pads((h, w), (kh, kw), (sh, sw), a["padding"])
+        p = record(mode=mode, h=h, w=w, c=c, oh=pooled.shape[1], ow=pooled.shape[2], kh=kh, kw=kw,
+                   sh=sh, sw=sw, pt=t, pl=l)
+        return Kernel("pool.c.j2", p, f"pads: top {t}, left {l}, bottom {bt}, right {r}")
+    return rule
 
 
 def pool_shape(op):
@@ -45,8 +63,10 @@ POOL_ARGS = (Arg("input", aliases=("value",)), Arg("ksize", "ints", convert=to_p
              Arg("strides", "ints", None, convert=to_pair("strides")),
              Arg("padding", "str", "VALID", convert=padding))
 
-register(OpDef("max_pool", POOL_ARGS, pool_shape("max_pool"), max_pool_vjp, doc="max over windows"))
-register(OpDef("avg_pool", POOL_ARGS, pool_shape("avg_pool"), avg_pool_vjp, doc="mean over windows"))
+register(OpDef("max_pool", POOL_ARGS, pool_shape("max_pool"), max_pool_vjp, kernel=pool_kernel("max"),
+               doc="max over windows"))
+register(OpDef("avg_pool", POOL_ARGS, pool_shape("avg_pool"), avg_pool_vjp, kernel=pool_kernel("avg"),
+               doc="mean over windows"))
 
 
 def _max_pool_grad_shape(ins, attrs):
@@ -61,6 +81,6 @@ def _avg_pool_grad_shape(ins, attrs):
 
 GRAD_ATTRS = (Arg("ksize", "ints"), Arg("strides", "ints"), Arg("padding", "str"))
 register(OpDef("max_pool_grad", (Arg("input"), Arg("dout")) + GRAD_ATTRS, _max_pool_grad_shape,
-               public=False, doc="route each window's gradient to its first maximum"))
+               public=False, kernel=pool_kernel("max_grad"), doc="route each window's gradient to its first maximum"))
 register(OpDef("avg_pool_grad", (Arg("dout"), Arg("input_shape", "ints")) + GRAD_ATTRS,
-               _avg_pool_grad_shape, public=False, doc="spread each window's gradient evenly"))
+               _avg_pool_grad_shape, public=False, kernel=pool_kernel("avg_grad"), doc="spread each window's gradient evenly"))

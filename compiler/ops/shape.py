@@ -6,6 +6,7 @@ import math
 from ..types import Sym, TensorType, dim_str
 from . import Arg, OpDef, OpError, register
 from .common import norm_axis, shape_str
+from ..kernel import ALIAS, contiguous_strides, nest, pointwise
 
 
 def _factors(t: TensorType) -> str:
@@ -25,7 +26,7 @@ def reshape_shape(ins, attrs):
                           code="attr")
     syms = [d for d in target if isinstance(d, Sym)]
     static = math.prod(d for d in target if isinstance(d, int) and d != -1)
-    note = f"`{{input}}` is {x}, {x.count_str()}"
+    note = f"`{{tensor}}` is {x}, {x.count_str()}"
     if per:                                       # symbolic batch: N*per values
         if syms and holes:
             raise OpError(f"`reshape` target {shape_str(target)} has both the batch size and -1",
@@ -62,7 +63,7 @@ def _reshape_vjp(b, node, dout):
 
 
 register(OpDef("reshape", (Arg("tensor", aliases=("x", "input")), Arg("shape", "shape")),
-               reshape_shape, _reshape_vjp, doc="same values, new shape; one -1 is inferred"))
+               reshape_shape, _reshape_vjp, kernel=lambda node: ALIAS, doc="same values, new shape; one -1 is inferred"))
 
 
 def _perm(v):
@@ -85,8 +86,15 @@ def _transpose_vjp(b, node, dout):
     return (b.op("transpose", dout, perm=inverse),)
 
 
+def transpose_kernel(node):
+    """Walk the output in order; read the input through permuted strides."""
+    perm, out = node.attrs["perm"], node.out.type.shape
+    src = contiguous_strides(node.inputs[0].type.shape)
+    return pointwise(nest(out, [contiguous_strides(out), tuple(src[p] for p in perm)]), "{0} = {1};")
+
+
 register(OpDef("transpose", (Arg("a", aliases=("x", "input")), Arg("perm", "ints", convert=_perm)),
-               transpose_shape, _transpose_vjp, doc="permute axes"))
+               transpose_shape, _transpose_vjp, kernel=transpose_kernel, doc="permute axes"))
 
 
 def expand_dims_shape(ins, attrs):
@@ -111,6 +119,6 @@ def squeeze_shape(ins, attrs):
 
 
 register(OpDef("expand_dims", (Arg("input"), Arg("axis", "int")), expand_dims_shape, _reshape_vjp,
-               doc="insert an axis of size 1"))
+               kernel=lambda node: ALIAS, doc="insert an axis of size 1"))
 register(OpDef("squeeze", (Arg("input"), Arg("axis", "axes", None)), squeeze_shape, _reshape_vjp,
-               doc="remove axes of size 1"))
+               kernel=lambda node: ALIAS, doc="remove axes of size 1"))
