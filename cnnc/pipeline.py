@@ -31,9 +31,21 @@ def check_source(source: Source) -> shapes.Checked:
 
 def check(path_or_text, filename: str | None = None) -> ir.Graph:
     """The typed graph of a spec, or SpecError carrying every diagnostic."""
+    return _checked_graph(load_source(path_or_text, filename))
+
+
+def compile(path_or_text, out_dir: str | Path | None = None, emit_only: bool = False,
+            filename: str | None = None):
+    """Check, differentiate, lower, emit and build a spec; returns the imported module
+    (or, with emit_only, the directory holding the generated C)."""
+    from .compiler import build
     source = load_source(path_or_text, filename)
+    graph = _checked_graph(source)
+    return build.build(graph, source, Path(out_dir or "generated"), emit_only=emit_only)
+
+
+def _checked_graph(source: Source) -> ir.Graph:
     checked = check_source(source)
-    errors = [d for d in checked.diagnostics if d.severity is Severity.ERROR]
-    if errors:
+    if any(d.severity is Severity.ERROR for d in checked.diagnostics):
         raise SpecError(checked.diagnostics, source)
     return checked.graph

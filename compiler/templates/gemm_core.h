@@ -1,0 +1,261 @@
+/* cnnc GEMM core: C[M x N] (+)= A[M x K] * B[K x N], A and B read through panel packers.
+ * Portable vector code (GCC vector extensions): the compiler picks the ISA (-march). */
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__AVX512F__)
+#define CG_VL 16
+#elif defined(__AVX__)
+#define CG_VL 8
+#else
+#define CG_VL 4
+#endif
+typedef float cg_vf __attribute__((vector_size(CG_VL * 4), aligned(4)));
+#define CG_MR 12
+#define CG_NRV 2
+#define CG_NR (CG_NRV * CG_VL)
+#define CG_KC 256
+#define CG_MC 96
+#define CG_NC 2048
+#define CG_MAX_THREADS 8
+
+/* A packer writes rows i0..i0+mc-1, columns p0..p0+kc-1 of A as MR-row slivers, k-major,
+ * zero-padding rows past mc. A B packer writes rows p0..p0+kc-1, columns j0..j0+nc-1 of B as
+ * NR-column slivers, k-major, zero-padding columns past nc. */
+typedef void (*cg_pack_a)(const void *ctx, int i0, int mc, int p0, int kc, float *out);
+typedef void (*cg_pack_b)(const void *ctx, int p0, int kc, int j0, int nc, float *out);
+
+static float cg_bpack[CG_MAX_THREADS][CG_KC * (CG_NC + CG_NR)] __attribute__((aligned(64)));
+static float cg_apack[CG_MAX_THREADS][(CG_MC + CG_MR) * CG_KC] __attribute__((aligned(64)));
+
+static inline cg_vf cg_load(const float *p) { cg_vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void cg_store(float *p, cg_vf v) { memcpy(p, &v, sizeof v); }
+
+static void cg_micro(int kc, const float *restrict a, const float *restrict b,
+                     float *restrict c, int ldc, int mr, int nr, int accumulate)
+{
+    cg_vf acc[CG_MR][CG_NRV];
+    for (int i = 0; i < CG_MR; i++)
+        for (int j = 0; j < CG_NRV; j++)
+            acc[i][j] = (cg_vf){0};
+    for (int k = 0; k < kc; k++) {
+        cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
+        const float *ak = a + k * CG_MR;
+#pragma GCC unroll 12
+        for (int i = 0; i < CG_MR; i++) {
+            acc[i][0] += ak[i] * b0;
+            acc[i][1] += ak[i] * b1;
+        }
+    }
+    if (mr == CG_MR && nr == CG_NR) {
+        for (int i = 0; i < CG_MR; i++)
+            for (int j = 0; j < CG_NRV; j++) {
+                float *p = c + i * ldc + j * CG_VL;
+                cg_store(p, accumulate ? cg_load(p) + acc[i][j] : acc[i][j]);
+            }
+        return;
+    }
+    float tile[CG_MR * CG_NR] __attribute__((aligned(64)));
+    for (int i = 0; i < CG_MR; i++)
+        for (int j = 0; j < CG_NRV; j++)
+            cg_store(tile + i * CG_NR + j * CG_VL, acc[i][j]);
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++)
+            c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
+}
+
+/* C (+)= A B for rows [m0, m1) of C, on one thread with its own packing buffers. */
+static void cg_gemm_rows(int m0, int m1, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+                         const void *bctx, float *C, int ldc, int accumulate, float *ap, float *bp)
+{
+    for (int jc = 0; jc < N; jc += CG_NC) {
+        int nc = N - jc < CG_NC ? N - jc : CG_NC;
+        for (int pc = 0; pc < K; pc += CG_KC) {
+            int kc = K - pc < CG_KC ? K - pc : CG_KC;
+            int acc = accumulate || pc > 0;
+            pb(bctx, pc, kc, jc, nc, bp);
+            for (int ic = m0; ic < m1; ic += CG_MC) {
+                int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
+                pa(actx, ic, mc, pc, kc, ap);
+                for (int jr = 0; jr < nc; jr += CG_NR)
+                    for (int ir = 0; ir < mc; ir += CG_MR)
+                        cg_micro(kc, ap + ir * kc, bp + jr * kc, C + (long)(ic + ir) * ldc + jc + jr, ldc,
+                                 mc - ir < CG_MR ? mc - ir : CG_MR, nc - jr < CG_NR ? nc - jr : CG_NR, acc);
+            }
+        }
+    }
+}
+
+/* C (+)= A B. One parallel region: each thread owns a contiguous block of rows and computes
+ * every element of it over K in the same order, so results do not depend on the thread count. */
+static void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+                    const void *bctx, float *C, int ldc, int accumulate)
+{
+#pragma omp parallel if (M >= 2 * CG_MC)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), nt = omp_get_num_threads();
+#endif
+        int tiles = (M + CG_MR - 1) / CG_MR;
+        int m0 = (int)((long)tiles * t / nt) * CG_MR, m1 = (int)((long)tiles * (t + 1) / nt) * CG_MR;
+        if (m1 > M) m1 = M;
+        if (m0 < m1)
+            cg_gemm_rows(m0, m1, N, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t], cg_bpack[t]);
+    }
+}
+
+/* ---- packers ---------------------------------------------------------------------------- */
+
+/* A dense matrix: element (i, k) at p[i*rs + k*cs] (rs/cs swap for a transpose). */
+typedef struct { const float *p; long rs, cs; } cg_dense;
+
+static void cg_pack_a_dense(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+{
+    const cg_dense *d = ctx;
+    for (int s = 0; s < mc; s += CG_MR)
+        for (int k = 0; k < kc; k++)
+            for (int i = 0; i < CG_MR; i++)
+                *out++ = s + i < mc ? d->p[(long)(i0 + s + i) * d->rs + (long)(p0 + k) * d->cs] : 0.f;
+}
+
+static void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int nc, float *out)
+{
+    const cg_dense *d = ctx;
+    for (int s = 0; s < nc; s += CG_NR)
+        for (int k = 0; k < kc; k++) {
+            const float *row = d->p + (long)(p0 + k) * d->rs;
+            if (d->cs == 1 && s + CG_NR <= nc) {
+                memcpy(out, row + j0 + s, CG_NR * sizeof(float));
+                out += CG_NR;
+            } else
+                for (int j = 0; j < CG_NR; j++)
+                    *out++ = s + j < nc ? row[(long)(j0 + s + j) * d->cs] : 0.f;
+        }
+}
+
+/* Convolution geometry (NHWC input, TF filter [KH, KW, C, OC]). */
+typedef struct { const float *x; int H, W, C, OH, OW, KH, KW, SH, SW, PT, PL; } cg_conv;
+
+/* conv2d forward, A = im2col(x): row m = (n, oh, ow), column k = (kh, kw, c).
+ * In NHWC the KW*C columns of one kernel row are contiguous in x when the window row lies
+ * inside the image: each is one copy; only border windows go element by element. */
+static void cg_pack_a_im2col(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+{
+    const cg_conv *g = ctx;
+    const int ohw = g->OH * g->OW, rowlen = g->KW * g->C;
+    for (int s = 0; s < mc; s += CG_MR) {
+        const float *base[CG_MR];
+        int ih0[CG_MR], iw0[CG_MR];
+        for (int i = 0; i < CG_MR; i++) {
+            int m = i0 + s + i;
+            if (s + i >= mc) { base[i] = 0; ih0[i] = iw0[i] = 0; continue; }
+            int n = m / ohw, r = m - n * ohw;
+            ih0[i] = (r / g->OW) * g->SH - g->PT;
+            iw0[i] = (r % g->OW) * g->SW - g->PL;
+            base[i] = g->x + (long)n * g->H * g->W * g->C;
+        }
+        for (int k = p0; k < p0 + kc;) {
+            int kh = k / rowlen, off = k - kh * rowlen;
+            int run = rowlen - off < p0 + kc - k ? rowlen - off : p0 + kc - k;
+            float *o = out + (long)(k - p0) * CG_MR;
+            for (int i = 0; i < CG_MR; i++) {
+                int ih = ih0[i] + kh;
+                if (!base[i] || ih < 0 || ih >= g->H) {
+                    for (int j = 0; j < run; j++) o[j * CG_MR + i] = 0.f;
+                } else if (iw0[i] >= 0 && iw0[i] + g->KW <= g->W) {
+                    const float *src = base[i] + ((long)ih * g->W + iw0[i]) * g->C + off;
+                    for (int j = 0; j < run; j++) o[j * CG_MR + i] = src[j];
+                } else {
+                    const float *row = base[i] + (long)ih * g->W * g->C;
+                    for (int j = 0; j < run; j++) {
+                        int kw = (off + j) / g->C, c = (off + j) - kw * g->C, iw = iw0[i] + kw;
+                        o[j * CG_MR + i] = (iw >= 0 && iw < g->W) ? row[(long)iw * g->C + c] : 0.f;
+                    }
+                }
+            }
+            k += run;
+        }
+        out += (long)kc * CG_MR;
+    }
+}
+
+/* conv2d filter gradient, A = im2col(x)^T: row k = (kh, kw, c), column m = (n, oh, ow).
+ * For one pixel the MR rows of a sliver are consecutive (kh, kw, c): usually one run of x. */
+static void cg_pack_a_im2col_t(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+{
+    const cg_conv *g = ctx;
+    const int ohw = g->OH * g->OW;
+    for (int s = 0; s < mc; s += CG_MR) {
+        int kk[CG_MR][3], rows = mc - s < CG_MR ? mc - s : CG_MR;
+        for (int i = 0; i < CG_MR; i++) {
+            int k = i0 + s + i;
+            kk[i][2] = k % g->C, kk[i][1] = (k / g->C) % g->KW, kk[i][0] = k / (g->C * g->KW);
+        }
+        int n = p0 / ohw, r = p0 - n * ohw;
+        for (int j = 0; j < kc; j++) {
+            const float *img = g->x + (long)n * g->H * g->W * g->C;
+            int ih0 = (r / g->OW) * g->SH - g->PT, iw0 = (r % g->OW) * g->SW - g->PL;
+            for (int i = 0; i < CG_MR; i++) {
+                int ih = ih0 + kk[i][0], iw = iw0 + kk[i][1];
+                out[i] = (i < rows && ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
+                             ? img[((long)ih * g->W + iw) * g->C + kk[i][2]] : 0.f;
+            }
+            out += CG_MR;
+            if (++r == ohw) { r = 0; n++; }
+        }
+    }
+}
+
+/* conv2d input gradient, A = gather(dy): row m = (n, ih, iw), column k = (kh, kw, oc) holds
+ * dy[n, oh, ow, oc] for the output pixel whose window puts tap (kh, kw) on (ih, iw), or 0.
+ * g describes the forward conv: x = the input geometry, OH/OW/C as in forward, dy in g->x. */
+typedef struct { const float *dy; int H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, OC; } cg_convt;
+
+static void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+{
+    const cg_convt *g = ctx;
+    const int hw = g->H * g->W, rowlen = g->OC;
+    for (int s = 0; s < mc; s += CG_MR) {
+        int nn[CG_MR], ih[CG_MR], iw[CG_MR], valid[CG_MR];
+        for (int i = 0; i < CG_MR; i++) {
+            int m = i0 + s + i;
+            valid[i] = s + i < mc;
+            nn[i] = m / hw; int r = m - nn[i] * hw;
+            ih[i] = r / g->W, iw[i] = r % g->W;
+        }
+        for (int k = p0; k < p0 + kc;) {
+            int tap = k / rowlen, off = k - tap * rowlen, kh = tap / g->KW, kw = tap % g->KW;
+            int run = rowlen - off < p0 + kc - k ? rowlen - off : p0 + kc - k;
+            float *o = out + (long)(k - p0) * CG_MR;
+            for (int i = 0; i < CG_MR; i++) {
+                int th = ih[i] + g->PT - kh, tw = iw[i] + g->PL - kw;
+                int oh = th / g->SH, ow = tw / g->SW;
+                if (valid[i] && th >= 0 && tw >= 0 && th % g->SH == 0 && tw % g->SW == 0 && oh < g->OH && ow < g->OW) {
+                    const float *src = g->dy + (((long)nn[i] * g->OH + oh) * g->OW + ow) * g->OC + off;
+                    for (int j = 0; j < run; j++) o[j * CG_MR + i] = src[j];
+                } else
+                    for (int j = 0; j < run; j++) o[j * CG_MR + i] = 0.f;
+            }
+            k += run;
+        }
+        out += (long)kc * CG_MR;
+    }
+}
+
+/* B = the filter seen as [(kh, kw, oc), c]: element (k, c) is f[kh, kw, c, oc]. */
+typedef struct { const float *f; int KW, C, OC; } cg_filt;
+
+static void cg_pack_b_filt_t(const void *ctx, int p0, int kc, int j0, int nc, float *out)
+{
+    const cg_filt *g = ctx;
+    for (int s = 0; s < nc; s += CG_NR)
+        for (int k = p0; k < p0 + kc; k++) {
+            int tap = k / g->OC, oc = k - tap * g->OC;
+            const float *base = g->f + (long)tap * g->C * g->OC + oc;
+            for (int j = 0; j < CG_NR; j++)
+                *out++ = s + j < nc ? base[(long)(j0 + s + j) * g->OC] : 0.f;
+        }
+}
