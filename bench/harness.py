@@ -230,6 +230,18 @@ class OtherLoad:
         return max(0.0, other / (wall * (os.cpu_count() or 1)))
 
 
+def wait_for_quiet(max_load=0.10, timeout=20.0, window=0.5):
+    """Sleep until other processes use at most `max_load` of the CPU over a
+    `window`-second sample, or `timeout` seconds pass. Returns the last share."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        load = OtherLoad()
+        time.sleep(window)
+        share = load.share()
+        if share is None or share <= max_load or time.perf_counter() >= deadline:
+            return share
+
+
 def _machine_busy():
     try:
         with open("/proc/stat") as f:

@@ -63,7 +63,7 @@ def status_text(cell, key):
     if cell is None:
         return "-"
     if cell.get("status") != "ok":
-        return "missing"
+        return "error" if cell.get("status") == "error" else "missing"
     if key in cell.get("errors", {}) or (key == "peak_rss" and cell.get("peak_rss", {}).get("error")):
         return "error"
     return "n/a"

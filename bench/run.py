@@ -27,7 +27,7 @@ PEER_PACKAGES = ["torch==2.13.0", "onnx", "onnxruntime", "onnxscript", "tensorfl
 
 # Timing budgets. retries: re-measurements of a metric while other processes
 # take more than max_other_load of the CPU (the quietest attempt is kept).
-FULL = {"warmup": 3, "repeats": 10, "min_time": 2.0, "max_time": 30.0, "retries": 1,
+FULL = {"warmup": 3, "repeats": 10, "min_time": 2.0, "max_time": 30.0, "retries": 2,
         "max_other_load": 0.10, "rss_steps": 10, "timeout": 360, "sgemm_sizes": "1024,2048"}
 QUICK = {"warmup": 1, "repeats": 3, "min_time": 0.2, "max_time": 5.0, "retries": 0,
          "max_other_load": 0.10, "rss_steps": 3, "timeout": 180, "sgemm_sizes": "1024,2048"}
@@ -59,7 +59,7 @@ def cpu_name():
 
 def measure_sgemm(threads, opts):
     sizes = tuple(int(n) for n in opts["sgemm_sizes"].split(","))
-    result = sgemm.yardstick(threads, sizes, opts["repeats"], opts["timeout"])
+    result = sgemm.yardstick(threads, sizes, max(5, opts["repeats"]), opts["timeout"])
     for label, run in result["runs"].items():
         print(f"sgemm {label}: " + (f"{run['gflops']:.1f} GFLOP/s ({run.get('kernels')} kernels)"
                                     if run.get("gflops") else f"failed: {run.get('error')}"),
@@ -72,7 +72,8 @@ def measure_cell(column, model, threads, opts):
     args = ["bench.worker", "--column", column, "--model", model,
             "--warmup", str(opts["warmup"]), "--repeats", str(opts["repeats"]),
             "--min-time", str(opts["min_time"]), "--max-time", str(opts["max_time"]),
-            "--retries", str(opts["retries"]), "--max-other-load", str(opts["max_other_load"])]
+            "--retries", str(opts["retries"]), "--max-other-load", str(opts["max_other_load"]),
+            "--budget", str(opts["timeout"] / 2)]
     cell, err = harness.run_json_child(args, threads, opts["timeout"])
     if err:
         return {"column": column, "model": model, "status": "error", "reason": f"error: {err}"}
@@ -137,6 +138,9 @@ def main(argv=None):
                                    a.baseline, a.threads, yard.get("gflops") or 0.0)
         print("\n".join(table) + "\n")
     print(report.legend(a.baseline, baseline_ok))
+    for pkg, status in (installed or {}).items():
+        if status != "ok":
+            print(f"install {pkg}: {status}")
 
     versions = {c["column"]: c.get("version") for c in cells.values() if c.get("version")}
     result = {

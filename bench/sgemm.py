@@ -24,7 +24,7 @@ import time
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.harness import default_threads, run_json_child, summarize
+from bench.harness import default_threads, run_json_child, summarize, wait_for_quiet
 
 
 def sgemm_rate(n, repeats=5, warmup=2):
@@ -34,6 +34,7 @@ def sgemm_rate(n, repeats=5, warmup=2):
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), dtype=np.float32)
+    wait_for_quiet()
     for _ in range(warmup):
         np.matmul(a, b, out=c)
     samples = []

@@ -19,6 +19,7 @@ from bench.frameworks import framework
 TRAIN_BATCHES = (32, 128)
 INFER_BATCH = 32
 LATENCY_BATCH = 1
+START = time.perf_counter()
 
 
 def train_loop(column, model, batch=32, steps=10):
@@ -32,24 +33,25 @@ def train_loop(column, model, batch=32, steps=10):
         step()
 
 
-def _measure(fn_factory, batch, timing, max_other_load=0.10, retries=0):
+def _measure(fn_factory, batch, timing, max_other_load=0.10, retries=0, budget=float("inf")):
     """Time one callable; re-measure (up to `retries` times) while other
     processes took more than `max_other_load` of the CPU, keeping the quietest
-    attempt."""
+    attempt. Each attempt first waits (up to 20 s) for a quiet machine.
+    No new attempt starts once the worker has run for `budget` seconds."""
     t0 = time.perf_counter()
     fn = fn_factory()
     setup = time.perf_counter() - t0
     best = None
     for attempt in range(1, retries + 2):
+        harness.wait_for_quiet(max_other_load)
         load = harness.OtherLoad()
         stats = harness.time_fn(fn, **timing)
         other = load.share()
         result = {"batch": batch, "setup_s": setup, "time_s": stats,
-                  "per_s": harness.throughput(stats, batch), "other_load": other,
-                  "attempts": attempt}
+                  "per_s": harness.throughput(stats, batch), "other_load": other}
         if best is None or (other or 0.0) < (best["other_load"] or 0.0):
             best = result
-        if other is None or other <= max_other_load:
+        if other is None or other <= max_other_load or time.perf_counter() - START > budget:
             break
     best["attempts"] = attempt
     del fn
@@ -57,7 +59,7 @@ def _measure(fn_factory, batch, timing, max_other_load=0.10, retries=0):
     return best
 
 
-def run(column, model, timing, max_other_load=0.10, retries=0):
+def run(column, model, timing, max_other_load=0.10, retries=0, budget=float("inf")):
     module, layout = framework(column)
     ok, reason = module.available()
     out = {"column": column, "model": model, "layout": layout}
@@ -79,7 +81,7 @@ def run(column, model, timing, max_other_load=0.10, retries=0):
 
     for key, batch, factory, tm in jobs:
         try:
-            out["metrics"][key] = _measure(factory, batch, tm, max_other_load, retries)
+            out["metrics"][key] = _measure(factory, batch, tm, max_other_load, retries, budget)
         except Exception as exc:
             out["errors"][key] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
@@ -97,10 +99,12 @@ def main():
     p.add_argument("--max-other-load", type=float, default=0.10,
                    help="re-measure when other processes took more than this share of the CPU")
     p.add_argument("--retries", type=int, default=0, help="re-measurements allowed per metric")
+    p.add_argument("--budget", type=float, default=float("inf"),
+                   help="seconds after which no re-measurement starts")
     a = p.parse_args()
     timing = {"warmup": a.warmup, "repeats": a.repeats,
               "min_time": a.min_time, "max_time": a.max_time}
-    print(json.dumps(run(a.column, a.model, timing, a.max_other_load, a.retries)), flush=True)
+    print(json.dumps(run(a.column, a.model, timing, a.max_other_load, a.retries, a.budget)), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,14 @@ class CnncError(Exception):
     """An error with a message meant for the user (bad file, bad option, failed build)."""
 
 
+def __getattr__(name):
+    # InputError lives with the runtime (which must not import the compiler side); re-exported here.
+    if name == "InputError":
+        from .runtime.model import InputError
+        return InputError
+    raise AttributeError(name)
+
+
 def report_bug(exc: BaseException, debug: bool = False) -> None:
     print(f"cnnc: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
     print("This is a bug in cnnc, not in your spec. Please report it with the spec that caused it.",

@@ -122,7 +122,7 @@ def nest(extents, operand_strides) -> Nest:
             ext[d] = ext[d] * ext[d + 1]
             del ext[d + 1]
             for s in strides:
-                s[d + 1:d + 2] = []
+                s[d:d + 2] = [s[d + 1]]
         d -= 1
     if not ext:
         ext, strides = [Lin(0, 1)], [[Lin()] for _ in strides]
@@ -187,7 +187,7 @@ class Pointwise:
     stmt: str                         # C statement with {0}, {1}.. as operand reads/writes
     init: str | None = None
     out_size: Lin = Lin()
-    scale: str | None = None          # multiply the output by this afterwards (reduce_mean)
+    scale: str | None = None          # divide the output by this afterwards (reduce_mean)
 
 
 def operand(k: int, nest_: Nest, names: tuple[str, ...]) -> str:
@@ -225,7 +225,7 @@ def reduction(node, mode: str) -> Kernel:
         init = "-INFINITY" if x.dtype == "f32" else "INT32_MIN"
         return pointwise(n, "{0} = {1} > {0} ? {1} : {0};", init=init, out_size=size)
     zero = "0.0f" if x.dtype == "f32" else "0"
-    scale = f"1.0f / (float)({count})" if mode == "mean" else None
+    scale = f"(float)({count})" if mode == "mean" else None
     if mode == "mean" and x.dtype != "f32":
         raise NotImplementedError("reduce_mean of i32")
     return pointwise(n, "{0} += {1};", init=zero, out_size=size, scale=scale)

@@ -6,7 +6,7 @@ one mistake is reported once, not again at every line downstream."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -68,6 +68,11 @@ class Checker:
         self.subst: dict[int, ast.Name] = {}
         self.expansions: dict = {}                     # id(layer Call) -> core statements it became
         self.penalty_count = 0
+        self.model_span: Span | None = None
+        self.optimizer_span: Span | None = None
+        self.output_spans: dict[str, Span] = {}
+        self.metric_spans: dict[str, Span] = {}
+        self.hints: set[str] = set()                   # names suggested by "did you mean"
         self.penalty_names: list[str] = []
         self.current_rhs = None                        # the expression a Let binds, for layer naming
         self.referenced: set[int] = set()              # ids of values a spec names, even in failed statements
@@ -76,7 +81,7 @@ class Checker:
 
     def run(self) -> Checked:
         body = self.module.body
-        if not body or not isinstance(body[0], ast.ModelDecl):
+        if not any(isinstance(s, ast.ModelDecl) for s in body):
             at = body[0].span if body else Span(0, 0)
             self.diags.append(error("no-model", "a spec must start with `model NAME`", at,
                                     help="add a first line such as `model mnist`"))
@@ -107,18 +112,23 @@ class Checker:
     def stmt_ModelDecl(self, s: ast.ModelDecl) -> None:
         if self.graph.model:
             self.report(error("model-twice", "the model is named twice", s.span,
-                              notes=[f"it is already `{self.graph.model}`"]))
+                              notes=[f"it is already `{self.graph.model}`"],
+                              secondary=[Label(self.model_span, "first named here", False)]))
+        self.model_span = s.span
         if s is not self.module.body[0]:
-            self.report(error("model-late", "`model NAME` must be the first statement", s.span))
+            self.report(error("model-late", "`model NAME` must be the first statement", s.span,
+                              help="move it to the top of the file"))
         self.graph.model = s.name.name
 
     def stmt_InputDecl(self, s: ast.InputDecl) -> None:
+        self.bind(s.name, POISON)
         t = self.type_expr(s.type, allow_batch=True)
-        if self.scope:
-            self.report(error("input-in-scope", "inputs are declared outside scopes", s.span))
         v = self.graph.new_value(s.name.name, t, "input", s.span)
         self.graph.inputs.append(v)
         self.bind(s.name, v)
+        if self.scope:
+            self.report(error("input-in-scope", "inputs are declared outside scopes", s.span,
+                              help="move it before the `scope`; inputs have no scope path"))
 
     def stmt_ParamDecl(self, s: ast.ParamDecl) -> None:
         full = self.scoped(s.name.name)
@@ -159,8 +169,8 @@ class Checker:
 
     def stmt_ScopeBlock(self, s: ast.ScopeBlock) -> None:
         if "/" in s.name.name or not s.name.name:
-            self.report(error("scope-name", f"scope name `{s.name.name}` may not be empty or contain `/`",
-                              s.name.span, help="nest scopes instead"))
+            self.diags.append(error("scope-name", f"scope name `{s.name.name}` may not be empty or "
+                                    "contain `/`", s.name.span, help="nest scopes instead"))
         self.scope.append(s.name.name)
         try:
             for stmt in s.body:
@@ -169,8 +179,11 @@ class Checker:
             self.scope.pop()
 
     def stmt_OutputDecl(self, s: ast.OutputDecl) -> None:
-        if s.name.name in self.graph.outputs:
-            self.report(error("output-twice", f"output `{s.name.name}` is declared twice", s.name.span))
+        if s.name.name in self.output_spans:
+            self.report(error("output-twice", f"output `{s.name.name}` is declared twice", s.name.span,
+                              secondary=[Label(self.output_spans[s.name.name], "first declared here", False)],
+                              help="outputs need distinct names; `output NAME = EXPR` names a new one"))
+        self.output_spans[s.name.name] = s.name.span
         if s.value is None:
             v = self.lookup(ast.Name(s.name.name, s.name.span))
         else:
@@ -192,8 +205,13 @@ class Checker:
         self.graph.loss = v
 
     def stmt_MetricDecl(self, s: ast.MetricDecl) -> None:
-        if s.name.name in self.graph.metrics or s.name.name == "loss":
-            self.report(error("metric-twice", f"metric `{s.name.name}` is declared twice", s.name.span))
+        if s.name.name == "loss":
+            self.report(error("metric-twice", "a metric may not be called `loss`: that name is the "
+                              "loss's", s.name.span))
+        if s.name.name in self.metric_spans:
+            self.report(error("metric-twice", f"metric `{s.name.name}` is declared twice", s.name.span,
+                              secondary=[Label(self.metric_spans[s.name.name], "first declared here", False)]))
+        self.metric_spans[s.name.name] = s.name.span
         v = self.tensor(s.value, s.name.name)
         if isinstance(v, Poison):
             return
@@ -201,6 +219,10 @@ class Checker:
         self.graph.metrics[s.name.name] = v
 
     def stmt_OptimizerDecl(self, s: ast.OptimizerDecl) -> None:
+        if self.optimizer_span is not None:
+            self.report(error("optimizer-twice", "the optimizer is declared twice", s.span,
+                              secondary=[Label(self.optimizer_span, "first declared here", False)]))
+        self.optimizer_span = s.span
         call = s.value
         if not isinstance(call, ast.Call):
             self.report(error("optimizer", "expected an optimizer call such as `sgd(lr=0.01)`", call.span))
@@ -217,7 +239,7 @@ class Checker:
             hyper[k] = float(values.get(k, default))
         problem = optimizers.check_values(kind, hyper)
         if problem:
-            self.report(error("optimizer", problem, call.span))
+            self.report(error("optimizer", f"`{kind}`: {problem}", call.span))
         self.graph.optimizer = Optimizer(kind, tuple(hyper.items()))
 
     # ------------------------------------------------------------ end of spec
@@ -232,7 +254,7 @@ class Checker:
             self.graph.loss = total
         elif self.penalties and self.loss_span is None:
             pass    # the layers' penalties only matter once there is a loss
-        if self.graph.optimizer is None and self.graph.loss is not None and self.loss_span:
+        if self.optimizer_span is None and self.graph.loss is not None and self.loss_span:
             self.diags.append(warning("no-optimizer", "a loss is declared but no optimizer; training "
                                       "will use sgd(lr=0.01)", self.loss_span,
                                       help="add e.g. `optimizer = adam(lr=0.001)`"))
@@ -242,8 +264,12 @@ class Checker:
     def unused_warnings(self) -> None:
         used = {v.id for n in self.graph.nodes for v in n.inputs}
         used |= {v.id for v in self.graph.outputs.values()} | self.referenced
+        mentioned = set()
+        if any(d.severity.value == "error" for d in self.diags):
+            # A failed statement stops before it looks its names up: do not call them unused.
+            mentioned = _names_in(self.module) | self.hints
         for v in self.graph.params + self.graph.inputs:
-            if v.id not in used:
+            if v.id not in used and v.name.rsplit("/", 1)[-1] not in mentioned:
                 kind = "param" if v.kind == "param" else "input"
                 self.diags.append(warning(f"unused-{kind}", f"{kind} `{v.name}` is never used", v.span,
                                           help=f"remove it, or use it in a binding"))
@@ -261,6 +287,8 @@ class Checker:
                 self.referenced.add(v.id)
             return v
         hint = did_you_mean(name.id, self.env)
+        if hint:
+            self.hints.add(hint)
         notes = []
         if name.id in REGISTRY or name.id in layers.LAYERS:
             notes.append(f"`{name.id}` is an op; call it: {name.id}(...)")
@@ -429,9 +457,9 @@ class Checker:
         given: dict[str, object] = {}
         params = opdef.args
         if len(c.args) > len(params):
-            self.report(error("too-many-args", f"`{opdef.name}` takes at most {len(params)} arguments, "
-                              f"got {len(c.args)}", c.args[len(params)].span,
-                              help=f"signature: {signature(opdef)}"))
+            self.report(error("too-many-args", f"`{opdef.name}` takes at most {_count(len(params), 'argument')}, "
+                              f"got {len(c.args)}", c.args[len(params)].span, label="one too many",
+                              secondary=self.in_binding(c), help=f"signature: {signature(opdef)}"))
         for p, a in zip(params, c.args):
             given[p.name] = a
         lookup = {p.name: p for p in params} | {al: p for p in params for al in p.aliases}
@@ -440,18 +468,22 @@ class Checker:
             if p is None:
                 hint = did_you_mean(kw.name.name, [p.name for p in params])
                 self.report(error("unknown-kwarg", f"`{opdef.name}` has no argument `{kw.name.name}`",
-                                  kw.name.span, help=f"did you mean `{hint}`?" if hint else
+                                  kw.name.span, secondary=self.in_binding(c),
+                                  notes=[f"signature: {signature(opdef)}"] if hint else [],
+                                  help=f"did you mean `{hint}`?" if hint else
                                   f"signature: {signature(opdef)}"))
             if p.name in given:
                 self.report(error("duplicate-arg", f"argument `{p.name}` of `{opdef.name}` is given twice",
-                                  kw.span))
+                                  kw.span, label="given again here",
+                                  secondary=[Label(given[p.name].span, "first given here", False)],
+                                  help=f"signature: {signature(opdef)}"))
             given[p.name] = kw.value
         tensors, attrs, spans = [], {}, {}
         for p in params:
             if p.name not in given:
                 if p.default is REQUIRED:
                     self.report(error("missing-arg", f"`{opdef.name}` needs `{p.name}`", c.span,
-                                      help=f"signature: {signature(opdef)}"))
+                                      label=f"no `{p.name}` given", help=f"signature: {signature(opdef)}"))
                 attrs[p.name] = p.default
                 continue
             e = given[p.name]
@@ -460,20 +492,37 @@ class Checker:
                 v = self.expr(e)
                 tensors.append(self.literal_partner(v, None) if isinstance(v, Lit) else v)
             else:
-                attrs[p.name] = self.static_attr(opdef, p, e)
+                attrs[p.name] = self.static_attr(opdef, p, e, c)
         return tensors, attrs, spans
 
-    def static_attr(self, opdef: OpDef, p, e):
-        v = self.static(e)
+    def in_binding(self, c) -> list[Label]:
+        """A secondary label over the whole call, naming the binding it computes."""
+        binding = self.b.name_hint
+        return [Label(c.span, f"in `{binding}`", False)] if binding and c is not None else []
+
+    def static_attr(self, opdef: OpDef, p, e, c=None):
+        try:
+            v = self.static(e)
+        except _Abort:                  # say which op and binding wanted the fixed value
+            d = self.diags[-1]
+            self.diags[-1] = replace(d, message=_with_op(opdef.name, d.message),
+                                     labels=d.labels + tuple(self.in_binding(c)))
+            raise
         if p.convert is not None and v is not None:
             try:
                 v = p.convert(v)
             except OpError as err:
-                self.report(error(err.code, err.message, e.span, notes=err.notes, help=err.help))
+                self.report(error(err.code, _with_op(opdef.name, err.message), e.span, notes=err.notes,
+                                  help=err.help, secondary=self.in_binding(c)))
+        if p.kind in ("axes", "ints", "shape") and v is not None and not _int_list(v, p.kind):
+            want = {"axes": "an int or a list of ints", "ints": "a list of ints",
+                    "shape": "a list of sizes (ints, -1 or N)"}[p.kind]
+            self.report(error("attr", f"`{p.name}` of `{opdef.name}` must be {want}, got {_show(v)}",
+                              e.span, secondary=self.in_binding(c)))
         expect = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(p.kind)
         if expect and v is not None and (not isinstance(v, expect) or (p.kind == "int" and isinstance(v, bool))):
             self.report(error("attr", f"`{p.name}` of `{opdef.name}` must be {_KIND_WORDS[p.kind]}, "
-                              f"got {_show(v)}", e.span))
+                              f"got {_show(v)}", e.span, secondary=self.in_binding(c)))
         return v
 
     def static_kwargs(self, c: ast.Call, names: list[str], what: str, aliases=None) -> dict:
@@ -483,8 +532,8 @@ class Checker:
         for name, a in zip(names, c.args):
             out[name] = a
         if len(c.args) > len(names):
-            self.report(error("too-many-args", f"`{what}` takes at most {len(names)} arguments",
-                              c.args[len(names)].span))
+            self.report(error("too-many-args", f"`{what}` takes " + (f"at most {_count(len(names), 'argument')}"
+                              if names else "no arguments"), c.args[len(names)].span))
         for kw in c.kwargs:
             key = aliases.get(kw.name.name, kw.name.name)
             if key not in names:
@@ -519,7 +568,7 @@ class Checker:
             args[k] = float(values.get(k, default))
         problem = initializers.check_values(kind, args)
         if problem:
-            self.report(error("init", problem, e.span))
+            self.report(error("init", f"`{kind}`: {problem}", e.span))
         if kind.startswith(("glorot", "he_")) and t.rank < 2:
             self.report(error("init", f"`{kind}` needs a param of rank 2 or more to know its fan-in "
                               f"and fan-out; this one is {t}", e.span, help="use zeros() for biases"))
@@ -536,7 +585,9 @@ class Checker:
             self.report(self.op_diagnostic(op, at, err, inputs, arg_exprs or {}))
 
     def op_diagnostic(self, op, at, err: OpError, inputs, arg_exprs: dict) -> Diagnostic:
-        """Point at the argument at fault; `{arg}` in the rule's text becomes what the spec wrote."""
+        """Point at the argument at fault, name the op and the binding, show the operands' types.
+
+        `{arg}` in a rule's text becomes what the spec wrote for that argument."""
         span = arg_exprs[err.arg].span if err.arg in arg_exprs else at.span
         opdef = REGISTRY[op]
         words = {a.name: self.arg_words(arg_exprs.get(a.name), a.name) for a in opdef.args}
@@ -545,23 +596,34 @@ class Checker:
             for k, w in words.items():
                 text = text.replace("{" + k + "}", w)
             return text
+        message = _with_op(_OP_WORDS.get(op, op), fill(err.message))
         notes = [fill(n) for n in err.notes]
+        if not notes:       # show what the op was given, unless the message already does
+            tensor_args = [a.name for a in opdef.args if a.kind == "tensor"]
+            for name, v in zip(tensor_args, inputs):
+                note = f"`{words[name]}` is {v.type}"
+                if str(v.type) not in message and isinstance(v, Value) and note not in notes:
+                    notes.append(note)
         if err.code == "window-empty" and inputs:
             notes.append(window_trace(inputs[0]))
         binding = self.b.name_hint
         secondary = [Label(at.span, f"in `{binding}`", False)] if span != at.span and binding else []
-        return error(err.code, fill(err.message), span, notes=notes,
+        return error(err.code, message, span, notes=notes,
                      help=fill(err.help) if err.help else None, secondary=secondary,
                      label=f"in `{binding}`" if span == at.span and binding else "")
 
     def arg_words(self, e, fallback: str) -> str:
-        """How a note names an operand: the binding, or the short expression the spec wrote."""
+        """How a message names an operand: the binding, the short expression the spec wrote,
+        or `f(...)` for a long one."""
         if isinstance(e, ast.Name):
             return e.id
-        if e is not None and e.span.end - e.span.start <= 30 and not e.span == self.b.span:
-            text = self.source.text[e.span.start:e.span.end]
-            if "\n" not in text:
-                return text
+        if e is None or e.span == self.b.span:      # layer sugar: no text of its own
+            return fallback
+        text = self.source.text[e.span.start:e.span.end]
+        if len(text) <= 24 and "\n" not in text:
+            return text
+        if isinstance(e, ast.Call):
+            return f"{e.func.name}(...)"
         return fallback
 
     def need_scalar(self, v: Value, what: str, span: Span) -> None:
@@ -574,6 +636,32 @@ class Checker:
 # ---------------------------------------------------------------- helpers
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+_OP_WORDS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "neg": "-"}
+
+
+def _with_op(op: str, message: str) -> str:
+    """Prefix a rule's message with the op, unless it already names it."""
+    return message if f"`{op}`" in message else f"`{op}`: {message}"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_list(v, kind: str) -> bool:
+    """Whether a static value fits an `axes`, `ints` or `shape` argument (after any conversion)."""
+    if kind == "axes" and _is_int(v):
+        return True
+    if kind == "ints" and _is_int(v):
+        return True                       # strides=2 is converted to a pair before this
+    ok = (lambda d: _is_int(d) or isinstance(d, Sym)) if kind == "shape" else _is_int
+    return isinstance(v, tuple) and all(ok(d) for d in v)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _show(v) -> str:
@@ -599,12 +687,31 @@ def window_trace(v: Value) -> str:
         n = v.node
         if n.op in ("conv2d", "max_pool", "avg_pool"):
             k = n.attrs.get("ksize") or tuple(n.inputs[1].type.shape[:2])
-            steps.append(f"{v.name} {v.type.shape[1]}x{v.type.shape[2]} "
+            steps.append(f"{v.name.split('.')[0]} {v.type.shape[1]}x{v.type.shape[2]} "
                          f"({n.op} {k[0]}x{k[1]} {n.attrs['padding']})")
         v = n.inputs[0]
     if v.type.rank == 4:
         steps.append(f"{v.name} {v.type.shape[1]}x{v.type.shape[2]}")
     return "height x width along the way: " + " -> ".join(reversed(steps))
+
+
+def _names_in(node) -> set[str]:
+    """Every name an AST mentions (references only, not declarations)."""
+    from dataclasses import fields, is_dataclass
+    found: set[str] = set()
+
+    def walk(n):
+        if isinstance(n, ast.Name):
+            found.add(n.id)
+        elif isinstance(n, tuple):
+            for x in n:
+                walk(x)
+        elif is_dataclass(n) and not isinstance(n, type):
+            for f in fields(n):
+                if f.name != "span":
+                    walk(getattr(n, f.name))
+    walk(node)
+    return found
 
 
 def check(module: ast.Module, source: Source) -> Checked:

@@ -160,10 +160,19 @@ def edit_distance(a: str, b: str) -> int:
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate within a distance that scales with the name's length, if any."""
-    best, best_d = None, None
+    best, best_key = None, None
     limit = max(1, min(3, len(name) // 3))
     for cand in sorted(set(candidates)):
         d = edit_distance(name.lower(), cand.lower())
-        if d <= limit and (best_d is None or d < best_d):
-            best, best_d = cand, d
+        # ties go to the candidate sharing the longest prefix: `unit` -> `units`, not `init`
+        key = (d, -len(_common_prefix(name.lower(), cand.lower())))
+        if d <= limit and (best_key is None or key < best_key):
+            best, best_key = cand, key
     return best
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]

@@ -28,15 +28,21 @@ class BracketNewlines:
 
     def __init__(self):
         self.open: list[Token] = []     # brackets still open, for "never closed" notes
+        self.braces: list[Token] = []   # scope/stack `{` still open (newlines inside them count)
 
     def process(self, stream):
-        self.open = []
+        self.open, self.braces = [], []
         for tok in stream:
             if tok.type in ("LPAR", "LSQB"):
                 self.open.append(tok)
             elif tok.type in ("RPAR", "RSQB"):
                 if self.open:
                     self.open.pop()
+            elif tok.type == "LBRACE":
+                self.braces.append(tok)
+            elif tok.type == "RBRACE":
+                if self.braces:
+                    self.braces.pop()
             elif tok.type == "_NL" and self.open:
                 continue
             yield tok
@@ -167,16 +173,28 @@ def _describe(term: str) -> str:
 
 # Closers and separators first: they are what a person most often forgot.
 _FIRST = ["`,`", "`)`", "`]`", "`}`", "`=`", "`:`"]
+_OPERATORS = {"`+`", "`-`", "`*`", "`/`", "`|>`"}
+_EXPR_START = {"NAME", "NUMBER", "STRING", "LSQB"}
 
 
 def _words(names) -> str:
-    said = sorted({_describe(n) for n in names},
+    said = {_describe(n) for n in names}
+    if len(said & _OPERATORS) >= 3:           # "or an operator" rather than five symbols
+        said = (said - _OPERATORS) | {"an operator"}
+    said = sorted(said,
                   key=lambda w: (_FIRST.index(w) if w in _FIRST else len(_FIRST), not w.startswith("`"), w))
     if len(said) <= 1:
         return said[0] if said else "something else"
     if len(said) > 8:
         said = said[:7] + ["…"]
     return ", ".join(said[:-1]) + " or " + said[-1]
+
+
+_CHAR_HELP = {
+    "@": "matrix products are written matmul(a, b)",
+    ";": "write one statement per line",
+    "{": "`{` only opens a `scope` or `stack` block",
+}
 
 
 def _found(tok: Token | None) -> str:
@@ -191,11 +209,11 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source):
     if isinstance(exc, UnexpectedCharacters):
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
         span = Span(exc.pos_in_stream, exc.pos_in_stream + 1)
-        help_ = None
-        if ch == '"' or ch == "'":
-            help_ = "strings must close on the same line"
+        if ch in "\"'":
+            return error("syntax", "this string is never closed", span, label="the string starts here",
+                         help=f"close it with {ch} on the same line: strings may not span lines")
         return error("syntax", f"unexpected character `{ch}`", span, label="not valid here",
-                     help=help_)
+                     help=_CHAR_HELP.get(ch))
     tok = getattr(exc, "token", None)
     expected = (getattr(exc, "accepts", None) or getattr(exc, "expected", None) or set())
     expected = {e for e in expected if e != "$END" or len(expected) == 1} or set(expected)
@@ -207,12 +225,27 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source):
     else:
         span = Span(tok.start_pos, tok.end_pos)
     msg = f"expected {_words(expected)}, found {_found(tok)}"
-    secondary = []
+    secondary, help_ = [], None
+    line = source.line_col(span.start)[0]
     unclosed = [b for b in _BRACKETS.open if b.start_pos < span.start]
-    if unclosed and source.line_col(unclosed[-1].start_pos)[0] < source.line_col(span.start)[0]:
+    braces = [b for b in _BRACKETS.braces if b.start_pos < span.start]
+    if unclosed:
         b = unclosed[-1]
-        secondary.append(Label(Span(b.start_pos, b.end_pos), f"this `{b.value}` is never closed", False))
-    return error("syntax", msg, span, label="unexpected here", secondary=secondary)
+        earlier = source.line_col(b.start_pos)[0] < line
+        secondary.append(Label(Span(b.start_pos, b.end_pos),
+                               f"this `{b.value}` is {'never closed' if earlier else 'still open'}", False))
+        if tok is not None and tok.type == "EQUAL" and b.type == "LSQB":
+            msg = "expected `,` or `]` in this list, found `=`"
+            help_ = "close the list with `]` before the next argument"
+        elif earlier:
+            help_ = f"close the `{b.value}` with `{')' if b.type == 'LPAR' else ']'}`"
+    elif braces and "RBRACE" in expected and (tok is None or tok.type == "$END"):
+        b = braces[-1]
+        secondary.append(Label(Span(b.start_pos, b.end_pos), "this `{` is never closed", False))
+        help_ = "close the block with `}` on a line of its own"
+    if help_ is None and tok is not None and tok.type in _EXPR_START and "COMMA" in expected:
+        help_ = f"is a `,` missing before {_found(tok)}?"
+    return error("syntax", msg, span, label="unexpected here", secondary=secondary, help=help_)
 
 
 def parse(source: Source) -> ast.Module:

@@ -14,7 +14,7 @@ def need_rank(t: TensorType, rank: int, arg: str, what: str = "") -> None:
 def need_dtype(t: TensorType, dtypes: tuple[str, ...], arg: str) -> None:
     if t.dtype not in dtypes:
         want = " or ".join(dtypes)
-        help_ = f"convert it with cast({arg}, {dtypes[0]})" if dtypes[0] in ("f32", "i32") else None
+        help_ = f"convert it with cast({{{arg}}}, {dtypes[0]})" if dtypes[0] in ("f32", "i32") else None
         raise OpError(f"`{arg}` must be {want}, got {t}", arg=arg, help=help_, code="dtype")
 
 

@@ -5,7 +5,7 @@ from ..types import Sym, TensorType
 from . import Arg, OpDef, OpError, register
 from .common import need_float, need_rank, padding, static_dim, to_pair
 from .window import out_size, pads, transpose_sizes
-from ..kernel import Kernel, record
+from ..kernel import Kernel, Lin, record
 
 
 def conv_geometry(in_shape, filter_hw, out_shape, strides, padding):
@@ -13,9 +13,11 @@ def conv_geometry(in_shape, filter_hw, out_shape, strides, padding):
     output side (oh, ow, oc) of the underlying conv2d, window, strides and TF pads."""
     (kh, kw), (sh, sw) = filter_hw, strides
     t, bt, l, r = conv_pads(in_shape[1:3], (kh, kw), (sh, sw), padding)
-    p = record(h=in_shape[1], w=in_shape[2], c=in_shape[3], oh=out_shape[1], ow=out_shape[2],
-               oc=out_shape[3], kh=kh, kw=kw, sh=sh, sw=sw, pt=t, pl=l,
-               padded=bool(t or bt or l or r))
+    (h, w, c), (oh, ow, oc) = in_shape[1:], out_shape[1:]
+    p = record(batch=Lin.of(in_shape[0]), h=h, w=w, c=c, oh=oh, ow=ow, oc=oc, kh=kh, kw=kw, sh=sh, sw=sw,
+               pt=t, pl=l, padded=bool(t or bt or l or r),
+               image=h * w * c, out_image=oh * ow * oc, taps=kh * kw, tap=c * oc,
+               macs=oh * ow * oc * kh * kw * c)       # per example: decides whether threads pay off
     return p, f"pads: top {t}, left {l}, bottom {bt}, right {r}"
 
 
@@ -66,11 +68,11 @@ def conv2d_shape(ins, attrs):
     h, w, c = (static_dim(x, i, "input") for i in (1, 2, 3))
     fh, fw, fin, fout = (static_dim(f, i, "filters") for i in range(4))
     if fin != c:
-        raise OpError(f"`conv2d` filters expect {fin} input channels but the input has {c}",
+        raise OpError(f"`conv2d` filters `{{filters}}` expect {fin} input channels but `{{input}}` has {c}",
                       arg="filters", code="channels",
-                      notes=[f"`{{input}}` is {x}: NHWC, {c} channels last",
+                      notes=[f"`{{input}}` is {x}: NHWC, so {c} channel{'s' if c != 1 else ''}",
                              f"`{{filters}}` is {f} = [height, width, in, out]: {fin} in"],
-                      help=f"declare the filters as [{fh}, {fw}, {c}, {fout}]")
+                      help=f"declare `{{filters}}` as f32[{fh}, {fw}, {c}, {fout}]")
     (sh, sw), pad = attrs["strides"], attrs["padding"]
     oh, ow = out_size(h, fh, sh, pad), out_size(w, fw, sw, pad)
     if oh <= 0 or ow <= 0:
@@ -108,11 +110,11 @@ def conv2d_transpose_shape(ins, attrs):
     h, w, c = (static_dim(x, i, "input") for i in (1, 2, 3))
     fh, fw, fout, fin = (static_dim(f, i, "filters") for i in range(4))
     if fin != c:
-        raise OpError(f"`conv2d_transpose` filters expect {fin} input channels but the input has {c}",
-                      arg="filters", code="channels",
-                      notes=[f"`{{input}}` is {x}: NHWC, {c} channels last",
+        raise OpError(f"`conv2d_transpose` filters `{{filters}}` expect {fin} input channels but "
+                      f"`{{input}}` has {c}", arg="filters", code="channels",
+                      notes=[f"`{{input}}` is {x}: NHWC, so {c} channel{'s' if c != 1 else ''}",
                              f"`{{filters}}` is {f} = [height, width, out, in]: {fin} in"],
-                      help=f"declare the filters as [{fh}, {fw}, {fout}, {c}]")
+                      help=f"declare `{{filters}}` as f32[{fh}, {fw}, {fout}, {c}]")
     batch, oh, ow, oc = attrs["output_shape"]
     if batch not in (-1, x.shape[0]) and not isinstance(batch, Sym):
         raise OpError(f"`output_shape` batch {batch} differs from the input's {x.shape[0]}",

@@ -14,15 +14,20 @@ def _binary_shape(out_dtype=None, dtypes=("f32", "i32")):
         x, y = ins
         need_dtype(x, dtypes, "x")
         if x.dtype != y.dtype:
-            raise OpError(f"operands have different dtypes: {x} and {y}", arg="y", code="dtype",
-                          help=f"cast one of them, e.g. cast(y, {x.dtype})")
+            raise OpError(f"operands have different dtypes: `{{x}}` is {x}, `{{y}}` is {y}", arg="y",
+                          code="dtype", help=f"cast one of them, e.g. cast({{y}}, {x.dtype})")
         try:
             shape = broadcast_shapes(x.shape, y.shape)
-        except BroadcastError as e:
-            raise OpError(f"shapes {shape_str(x.shape)} and {shape_str(y.shape)} do not broadcast",
-                          arg="y", notes=[str(e)],
-                          help="broadcasting matches trailing dimensions; each pair must be equal or 1",
-                          code="broadcast") from None
+        except BroadcastError:
+            rank = max(x.rank, y.rank)
+            clash = next(i for i in range(1, rank + 1)
+                         if i <= x.rank and i <= y.rank and x.shape[-i] != y.shape[-i]
+                         and 1 not in (x.shape[-i], y.shape[-i]))
+            raise OpError(f"{shape_str(x.shape)} and {shape_str(y.shape)} do not broadcast",
+                          arg="y", code="broadcast",
+                          notes=[f"`{{x}}` is {x}", f"`{{y}}` is {y}",
+                                 f"aligned from the right, axis {rank - clash} pairs {x.shape[-clash]} "
+                                 f"with {y.shape[-clash]}: sizes must be equal, or one of them 1"]) from None
         return TensorType(out_dtype or x.dtype, shape)
     return rule
 

@@ -47,7 +47,7 @@ def sparse_xent_shape(ins, attrs):
     need_float(logits, "logits")
     if labels.dtype != "i32":
         hint = ("labels look one-hot: use softmax_cross_entropy_with_logits"
-                if labels.shape == logits.shape else f"convert them with cast(labels, i32)")
+                if labels.shape == logits.shape else "convert them with cast({labels}, i32)")
         raise OpError(f"`labels` must be i32 class ids, got {labels}", arg="labels", code="dtype",
                       help=hint)
     if logits.rank < 1 or labels.shape != logits.shape[:-1]:

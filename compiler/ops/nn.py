@@ -13,8 +13,8 @@ def bias_add_shape(ins, attrs):
     if x.rank < 1 or x.shape[-1] != bias.shape[0]:
         raise OpError(f"`bias` has {bias.shape[0]} entries but the last axis of `value` has "
                       f"{x.shape[-1] if x.rank else 'none'}", arg="bias", code="bias",
-                      notes=[f"value is {x}", f"bias is {bias}"],
-                      help=f"declare the bias as f32[{x.shape[-1]}]" if x.rank else None)
+                      notes=[f"`{{value}}` is {x}", f"`{{bias}}` is {bias}"],
+                      help=f"declare `{{bias}}` as f32[{x.shape[-1]}]" if x.rank else None)
     return x
 
 
@@ -35,13 +35,17 @@ def matmul_shape(ins, attrs):
     m, ka = (a.shape[1], a.shape[0]) if ta else a.shape
     kb, n = (b.shape[1], b.shape[0]) if tb else b.shape
     if ka != kb:
-        raise OpError(f"`matmul` inner dimensions differ: {a}{' (transposed)' if ta else ''} has "
-                      f"{ka} columns, {b}{' (transposed)' if tb else ''} has {kb} rows", arg="b",
-                      code="matmul", notes=[f"[m, k] x [k, n] needs the two k to match"],
-                      help=f"make `b` f32[{ka}, {n}]" if not tb else None)
+        ra, rb = (" (transposed)" if ta else ""), (" (transposed)" if tb else "")
+        raise OpError(f"`matmul` inner dimensions differ: `{{a}}`{ra} has {ka} columns but "
+                      f"`{{b}}`{rb} has {kb} rows", arg="b", code="matmul",
+                      notes=[f"`{{a}}` is {a}" + (", read as [k, m] -> [m, k]" if ta else ""),
+                             f"`{{b}}` is {b}" + (", read as [n, k] -> [k, n]" if tb else ""),
+                             f"[m, k] x [k, n] needs the two k to match: {ka} != {kb}"],
+                      help=f"declare `{{b}}` as f32[{n}, {ka}]" if tb else f"declare `{{b}}` as f32[{ka}, {n}]")
     out = TensorType("f32", (m, n))
     if len(out.sym_axes) > 1:
-        raise OpError("`matmul` result would have two batch-sized dimensions", arg="b")
+        raise OpError(f"`matmul` result [{m}, {n}] would have two batch-sized dimensions", arg="b",
+                      help="only one axis may grow with the batch; reduce over the batch first")
     return out
 
 
@@ -112,8 +116,9 @@ def embedding_kernel(grad):
     def rule(node):
         table = node.out.type if grad else node.inputs[0].type
         ids = node.inputs[0].type if grad else node.inputs[1].type
-        return Kernel("embedding.c.j2", record(grad=grad, vocab=table.shape[0], width=table.shape[1],
-                                               rows=numel(ids)))
+        vocab, width = table.shape
+        return Kernel("embedding.c.j2", record(grad=grad, vocab=vocab, width=width, rows=numel(ids),
+                                               table=vocab * width))
     return rule
 
 

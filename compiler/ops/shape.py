@@ -28,21 +28,22 @@ def reshape_shape(ins, attrs):
     static = math.prod(d for d in target if isinstance(d, int) and d != -1)
     note = f"`{{tensor}}` is {x}, {x.count_str()}"
     if per:                                       # symbolic batch: N*per values
-        if syms and holes:
-            raise OpError(f"`reshape` target {shape_str(target)} has both the batch size and -1",
-                          arg="shape", code="reshape-ambiguous", help="write one of them")
         if not syms and not holes:
             raise OpError(f"`reshape` target {shape_str(target)} fixes the batch size",
                           arg="shape", code="reshape-batch", notes=[note],
                           help=f"use -1 for the batch: [-1, {', '.join(map(str, target[1:]))}]")
         coeff = math.prod(s.coeff for s in syms)
-        if per % (static * coeff) != 0 or (syms and per != static * coeff):
+        if syms and holes:                        # [N, -1]: the batch is given, -1 is per example
+            if per % (static * coeff) == 0:
+                return x.with_shape(per // (static * coeff) if d == -1 else d for d in target)
+        if per % (static * coeff) != 0 or (syms and not holes and per != static * coeff):
             rows = static * coeff
             help_ = (f"[-1, {per}] fits ({_factors(x)})" if len(target) == 2
                      else f"the fixed sizes multiply to {rows}; they must divide {per}")
             raise OpError(f"`reshape` cannot split {per} values per example into rows of {rows}",
                           arg="shape", code="reshape-size", notes=[note], help=help_)
-        dims = [Sym("N", per // static) if d == -1 else d for d in target]
+        batch = x.shape[x.sym_axes[0]].name
+        dims = [Sym(batch, per // static) if d == -1 else d for d in target]
     else:
         if syms:
             raise OpError(f"`reshape` target uses the batch size {syms[0]} but the input {x} "

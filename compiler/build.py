@@ -1,0 +1,187 @@
+"""The build: lower, emit, and compile with cffi's out-of-line API mode into an importable package.
+
+    out_dir/<model>/  model.c  model.h  manifest.json  __init__.py  _<model>_<key>.<abi>.so
+
+cffi writes the Python binding's C (`emit_c_code`); gcc compiles it and model.c in parallel
+and links them. The extension's name carries `key`, a hash of the generated C, the flags, the
+compiler and the cnnc version, so an unchanged spec is never rebuilt and a changed one never
+collides with a module already loaded in this process."""
+from __future__ import annotations
+
+import hashlib
+import contextlib
+import importlib.machinery
+import io
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from ..errors import CnncError
+from . import emit, lower
+from .kernel import sanitize
+
+OPT_FLAGS = ["-O3", "-march=native", "-fno-math-errno"]   # never -ffast-math: NaN checks, TF numerics
+WARN_FLAGS = ["-Wall", "-Wextra"]
+
+
+class CnncBuildError(CnncError):
+    """The C compiler rejected generated code: a cnnc bug, reported with the compiler's output."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message + ("\n" + output if output else ""))
+        self.output = output
+
+
+def compiler() -> str:
+    return os.environ.get("CC", "gcc")
+
+
+_OPENMP: dict[str, bool] = {}
+
+
+def openmp_flags() -> list[str]:
+    """["-fopenmp"] if the C compiler supports it (checked once per process)."""
+    cc = compiler()
+    if cc not in _OPENMP:
+        with tempfile.TemporaryDirectory() as d:
+            src = Path(d, "t.c")
+            src.write_text("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+            r = subprocess.run([cc, "-fopenmp", str(src), "-o", str(Path(d, "t"))], capture_output=True)
+            _OPENMP[cc] = r.returncode == 0
+    return ["-fopenmp"] if _OPENMP[cc] else []
+
+
+def c_flags() -> list[str]:
+    return OPT_FLAGS + openmp_flags()
+
+
+def build(graph, source, out_dir, emit_only: bool = False):
+    """Generate and build `graph`; returns the imported package (or its directory if emit_only).
+
+    source: the spec's `Source` (kernel comments get line numbers) or its text."""
+    from ..spec.source import Source
+    if not isinstance(source, Source):
+        source = Source(source or "", graph.source_name)
+    fingerprint = hashlib.sha256(source.text.encode()).hexdigest()[:16]
+    files = emit.render(lower.lower(graph, source), fingerprint)
+    return build_files(files, Path(out_dir), emit_only=emit_only)
+
+
+def cache_key(files: emit.GeneratedFiles) -> str:
+    from .. import __version__
+    import cffi
+    h = hashlib.sha256()
+    for part in (files.c, files.h, " ".join(c_flags()), compiler(), __version__, cffi.__version__,
+                 sys.implementation.cache_tag):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:12]
+
+
+def build_files(files: emit.GeneratedFiles, out_dir: Path, emit_only: bool = False):
+    pkg = out_dir / sanitize(files.model)
+    pkg.mkdir(parents=True, exist_ok=True)
+    key = cache_key(files)
+    modname = f"_{files.symbol}_{key}"
+    manifest = dict(files.manifest, extension=modname)
+    _write(pkg / "model.c", files.c)
+    _write(pkg / "model.h", files.h)
+    _write(pkg / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    _write(pkg / "__init__.py", INIT_PY.format(model=files.model))
+    if emit_only:
+        return pkg
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    so = pkg / (modname + suffix)
+    if not so.exists():
+        compile_extension(files, pkg, modname, so)
+        for old in pkg.glob(f"_{files.symbol}_*{suffix}"):
+            if old != so:
+                old.unlink(missing_ok=True)
+    return import_package(pkg, key)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write only when the content changed, atomically."""
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def compile_extension(files: emit.GeneratedFiles, pkg: Path, modname: str, so: Path) -> None:
+    import cffi
+    ffi = cffi.FFI()
+    ffi.cdef(emit.cdef(files.h))
+    ffi.set_source(modname, '#include "model.h"')
+    cc, flags = compiler(), c_flags()
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=pkg) as tmp:
+        tmp = Path(tmp)
+        wrapper = tmp / f"{modname}.c"
+        with contextlib.redirect_stdout(io.StringIO()):      # cffi announces "generating ..."
+            ffi.emit_c_code(str(wrapper))
+        include = ["-I", str(pkg), "-I", sysconfig.get_paths()["include"]]
+        jobs = [
+            [cc, "-c", "-fPIC", *flags, *WARN_FLAGS, *include, str(pkg / "model.c"), "-o", str(tmp / "model.o")],
+            [cc, "-c", "-fPIC", "-O2", *include, str(wrapper), "-o", str(tmp / "wrapper.o")],
+        ]
+        procs = [subprocess.Popen(j, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for j in jobs]
+        outs = [(p, p.communicate()[0]) for p in procs]
+        for (p, out), job in zip(outs, jobs):
+            if p.returncode != 0:
+                raise CnncBuildError(
+                    f"internal error: the C compiler rejected the code generated for model "
+                    f"`{files.model}` ({pkg / 'model.c'}). This is a bug in cnnc; please report it "
+                    f"with your spec.\ncommand: {' '.join(job)}", out.strip())
+        link = [cc, "-shared", *flags, str(tmp / "model.o"), str(tmp / "wrapper.o"), "-lm",
+                "-o", str(tmp / so.name)]
+        r = subprocess.run(link, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise CnncBuildError(f"internal error: linking model `{files.model}` failed\n"
+                                 f"command: {' '.join(link)}", (r.stdout + r.stderr).strip())
+        os.replace(tmp / so.name, so)
+
+
+def import_package(pkg: Path, key: str):
+    """Import the generated package at `pkg` under a name unique to its build."""
+    name = f"_cnnc_generated_{pkg.name}_{key}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+INIT_PY = '''"""Model `{model}`, generated by cnnc. `Model(seed=0)` is a trainable instance; see manifest.json."""
+import importlib as _importlib
+import json as _json
+import pathlib as _pathlib
+
+from cnnc.runtime.model import InputError, Model as _Model
+
+manifest = _json.loads(_pathlib.Path(__file__).with_name("manifest.json").read_text())
+_ext = _importlib.import_module("." + manifest["extension"], __name__)
+ffi, lib = _ext.ffi, _ext.lib
+
+
+class Model(_Model):
+    __doc__ = _Model.__doc__
+
+    def __init__(self, seed=0):
+        super().__init__(lib, ffi, manifest, seed=seed)
+
+
+__all__ = ["Model", "InputError", "manifest", "ffi", "lib"]
+'''

@@ -1,0 +1,452 @@
+"""Graph -> Program: kernels with every size resolved, a buffer plan, and four entry points.
+
+  forward     outputs, dropout off
+  backward    the VJP of the outputs: given a gradient per f32 output, the gradient of every
+              param (into the grads slab) and of every f32 input (zeros where none flows)
+  train_step  loss and metrics with dropout on, the loss gradient, then the optimizer update
+  eval_step   loss and metrics, dropout off, no update
+
+Each entry point computes only what its results need (dead nodes are dropped), in graph
+order. A node becomes one call of its op's kernel function; reshape-like ops become aliases
+of their operand's memory. A result is written straight into its destination (the caller's
+output array, the grads slab) when it owns its memory, else copied there at the end."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import PurePath
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import autodiff
+from .builder import Builder
+from .ir import Graph, Node, Value, _attr_str
+from .kernel import ALIAS, Kernel, Lin, c_float, ctype, numel, sanitize
+from .memory import Interval, WorkspacePlan, plan, totals
+from .ops import REGISTRY
+from .types import C_TYPES, ITEMSIZE
+
+PARAM_ALIGN = 16            # floats: each param starts on a 64-byte boundary of its slab
+SLOTS = {"sgd": (), "momentum": ("momentum",), "adam": ("m", "v")}
+HYPER_DEFAULTS = {"adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-7}}
+
+
+class LowerError(Exception):
+    """A graph the code generator cannot handle (a cnnc bug or a missing kernel)."""
+
+
+@dataclass(frozen=True)
+class KernelFn:
+    """One generated C function (shared by every node whose kernel record is identical)."""
+
+    name: str
+    comment: str
+    params: str
+    kernel: Kernel
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of an entry point: a kernel call, or a copy / zero-fill of a result."""
+
+    kind: str                       # call | copy | zero
+    fn: str = ""
+    args: tuple[str, ...] = ()
+    dst: str = ""
+    src: str = ""
+    count: Lin = Lin()
+    ctype: str = "float"
+    src_ctype: str = "float"
+
+
+@dataclass(frozen=True)
+class Local:
+    name: str
+    ctype: str
+    offset: str                     # byte offset into ws, a C expression
+
+
+@dataclass
+class Entry:
+    name: str
+    symbol: str
+    params: list[tuple[str, str]]   # (C declaration type, name)
+    args: list[list[str]]           # manifest descriptors of the same parameters
+    locals: list[Local]
+    steps: list[Step]
+    workspace: WorkspacePlan
+    rng: bool = False
+    update: dict | None = None      # train_step: the optimizer, for the fused update
+
+
+@dataclass
+class Program:
+    model: str
+    symbol: str                     # C prefix of the entry points
+    source_name: str
+    kernels: list[KernelFn]
+    consts: list[tuple[str, str, list[str]]]      # (name, C type, literal values)
+    entries: list[Entry]
+    params_size: int                # floats
+    optimizer_size: int             # floats
+    manifest: dict
+    memory: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- graph helpers
+
+
+def closure(values) -> list[Node]:
+    """The nodes `values` depend on."""
+    seen, stack, out = set(), [v for v in values], []
+    while stack:
+        v = stack.pop()
+        if v.node is None or id(v.node) in seen:
+            continue
+        seen.add(id(v.node))
+        out.append(v.node)
+        stack.extend(v.node.inputs)
+    return out
+
+
+def _depends_on(values, graph: Graph) -> list[Value]:
+    ids = {id(n) for n in closure(values)}
+    used = {v.id for n in graph.nodes if id(n) in ids for v in n.inputs} | {v.id for v in values}
+    return [v for v in graph.inputs if v.id in used]
+
+
+def shape_json(t) -> list:
+    return [d if isinstance(d, int) else str(d) for d in t.shape]
+
+
+def add_gradients(g: Graph):
+    """Append the backward (output VJP) and train (loss gradient) nodes; returns their seeds/grads."""
+    b = Builder(g, phase="backward")
+    douts, seeds = {}, {}
+    for name, out in g.outputs.items():
+        if out.type.dtype != "f32":
+            continue
+        d = g.new_value(f"d{name}", out.type, "input")
+        douts[name] = d
+        seeds[out.id] = d if out.id not in seeds else b.op("add", seeds[out.id], d)
+    wrt = list(g.params) + [v for v in g.inputs if v.type.dtype == "f32"]
+    bwd = autodiff.grad(g, seeds, wrt, tag="backward") if seeds else {}
+    trn = None
+    if g.loss is not None:
+        t = Builder(g, phase="train")
+        one = t.scalar(1.0)
+        if g.loss.type.shape:
+            one = t.op("broadcast_to", one, shape=tuple(g.loss.type.shape))
+        trn = autodiff.grad(g, {g.loss.id: one}, list(g.params), tag="train")
+    return douts, bwd, trn
+
+
+# --------------------------------------------------------------------------- lowering
+
+
+class _Lowerer:
+    def __init__(self, g: Graph, source):
+        self.g, self.source = g, source
+        self.kernels: dict[int, Kernel | str] = {}
+        self.root: dict[int, Value] = {}
+        self.fns: list[KernelFn] = []
+        self.fn_of: dict[int, str] = {}
+        self.by_record: dict[tuple, str] = {}
+        self.names: set[str] = set()
+        self.salt: dict[int, int] = {}
+        for v in g.inputs + g.params + g.const_values:
+            self.root[v.id] = v
+        for node in g.nodes:
+            k = self.kernel(node)
+            self.root[node.out.id] = self.root.get(node.inputs[0].id, node.inputs[0]) if k == ALIAS else node.out
+        self.param_off, off = {}, 0
+        for p in g.params:
+            self.param_off[p.id] = off
+            off += -(-numel(p.type).b // PARAM_ALIGN) * PARAM_ALIGN
+        self.params_size = off
+
+    def kernel(self, node: Node):
+        if id(node) not in self.kernels:
+            rule = REGISTRY[node.op].kernel
+            if rule is None:
+                raise LowerError(f"op `{node.op}` has no kernel")
+            self.kernels[id(node)] = rule(node)
+        return self.kernels[id(node)]
+
+    def rootof(self, v: Value) -> Value:
+        return self.root.get(v.id, v)
+
+    # ---------------------------------------------------------------- kernel functions
+
+    def fn_for(self, node: Node) -> str:
+        if id(node) in self.fn_of:
+            return self.fn_of[id(node)]
+        k = self.kernel(node)
+        types = (ctype(node.out.type),) + tuple(ctype(v.type) for v in node.inputs)
+        key = (k.template, k.p, k.scratch, k.rng, types)
+        if key in self.by_record:
+            self.fn_of[id(node)] = self.by_record[key]
+            return self.by_record[key]
+        name = self._fn_name(node)
+        params = [f"{types[0]}* restrict out"] + [f"const {t}* restrict in{i}" for i, t in enumerate(types[1:])]
+        if not k.scratch.is_zero:
+            params.append("uint8_t* restrict scratch")
+        if k.rng:
+            params += ["uint64_t key", "int training"]
+        params.append("int N")
+        self.fns.append(KernelFn(name, self._comment(node, k), ", ".join(params), k))
+        self.by_record[key] = self.fn_of[id(node)] = name
+        return name
+
+    def _fn_name(self, node: Node) -> str:
+        """<binding>_forward / <binding>_backward, with the op added when a binding has several."""
+        name = node.out.name
+        suffix = "_forward"
+        if node.phase != "forward" and name.startswith("d"):
+            name, suffix = _binding(_binding(name[1:], None), None), "_backward"
+        base = sanitize(_binding(name, node.op))
+        for cand in (base + suffix, f"{base}_{node.op}{suffix}"):
+            if cand not in self.names:
+                self.names.add(cand)
+                return cand
+        return _unique(f"{base}_{node.op}{suffix}", self.names)
+
+    def _comment(self, node: Node, k: Kernel) -> str:
+        where = PurePath(self.g.source_name).name       # not the path: same spec, same bytes
+        if self.source is not None and node.span.end > node.span.start:
+            where += f":{self.source.line_col(node.span.start)[0]}"
+        args = ", ".join(v.name for v in node.inputs)
+        attrs = " ".join(f"{a}={_attr_str(v)}" for a, v in node.attrs.items())
+        tag = "" if node.phase == "forward" else f"  [{node.phase}]"
+        shapes = "  ".join(f"in{i} {v.type}" for i, v in enumerate(node.inputs)) + f"  ->  out {node.out.type}"
+        lines = [f"{where}  {node.out.name} = {node.op}({args}) {attrs}".rstrip() + tag, shapes]
+        if k.note:
+            lines.append(k.note)
+        text = "\n   ".join(line.replace("*/", "* /") for line in lines)
+        return f"/* {text} */"
+
+    # ---------------------------------------------------------------- entry points
+
+    def entry(self, name, symbol, params, ext, results, zero, training, update=None) -> Entry:
+        """params: (C type, C name, descriptor); ext: value id -> C expression;
+        results: (value, destination expr, destination C type); zero: (dest, count, ctype)."""
+        nodes_needed = {id(n) for n in closure([v for v, _, _ in results])}
+        nodes = [n for n in self.g.nodes if id(n) in nodes_needed and self.kernel(n) != ALIAS]
+        placed: dict[int, str] = {}
+        for v, dest, dtype in results:
+            r = self.rootof(v)
+            if r.kind == "node" and r.id not in placed and id(r.node) in nodes_needed and \
+                    ctype(v.type) == dtype:
+                placed[r.id] = dest
+        intervals: dict[object, Interval] = {}
+        calls = []
+        for i, node in enumerate(nodes):
+            r = self.rootof(node.out)
+            if r.id not in placed:
+                intervals[r.id] = Interval(r, numel(r.type) * ITEMSIZE[r.type.dtype], i, i)
+            for v in node.inputs:
+                rv = self.rootof(v)
+                if rv.id in intervals:
+                    intervals[rv.id].end = i
+            k = self.kernel(node)
+            if not k.scratch.is_zero:
+                intervals[("scratch", i)] = Interval(None, k.scratch, i, i)
+            calls.append(node)
+        copies = [(v, dest, dtype) for v, dest, dtype in results if placed.get(self.rootof(v).id) != dest]
+        for v, _, _ in copies:
+            rv = self.rootof(v)
+            if rv.id in intervals:
+                intervals[rv.id].end = len(nodes)
+        ws = plan(list(intervals.values()))
+        locals_, loc = [], dict(ext)
+        taken = {p[1] for p in params}
+        for key, iv in intervals.items():
+            if isinstance(key, tuple):
+                continue
+            lname = _unique("t_" + sanitize(iv.key.name), taken)
+            locals_.append(Local(lname, C_TYPES[iv.key.type.dtype], _ws_expr(iv.offset)))
+            loc[key] = lname
+        loc.update(placed)
+
+        def where(v: Value) -> str:
+            r = self.rootof(v)
+            if r.id in loc:
+                return loc[r.id]
+            if r.kind == "param":
+                return f"params + {self.param_off[r.id]}"
+            if r.kind == "const":
+                return f"k{r.id}"
+            raise LowerError(f"no location for {v!r} in {name}")
+
+        steps, rng = [], False
+        for i, node in enumerate(calls):
+            k = self.kernel(node)
+            args = [where(node.out)] + [where(v) for v in node.inputs]
+            if not k.scratch.is_zero:
+                args.append("ws + " + _ws_expr(intervals[("scratch", i)].offset))
+            if k.rng:
+                rng = True
+                salt = self.salt.setdefault(id(node), len(self.salt) + 1)
+                args += [f"cnnc_mix(key + {salt}u)" if training else "0", "1" if training else "0"]
+            steps.append(Step("call", self.fn_for(node), tuple(args + ["N"])))
+        for v, dest, dtype in copies:
+            steps.append(Step("copy", dst=dest, src=where(v), count=numel(v.type), ctype=dtype,
+                              src_ctype=ctype(v.type)))
+        for dest, count, dtype in zero:
+            steps.append(Step("zero", dst=dest, count=count, ctype=dtype))
+        return Entry(name, symbol, [(t, n) for t, n, _ in params], [d for _, _, d in params],
+                     locals_, steps, ws, rng and training, update)
+
+
+def _binding(name: str, op: str | None) -> str:
+    """The spec binding of a node name "<binding>.<op>" or "<binding>.<op>_2"."""
+    head, dot, tail = name.rpartition(".")
+    if dot and (op is None and re.fullmatch(r"[a-z0-9_]+", tail) or
+                op is not None and re.fullmatch(re.escape(op) + r"(_\d+)?", tail)):
+        return head
+    return name
+
+
+def _unique(name: str, taken: set) -> str:
+    out, i = name, 2
+    while out in taken:
+        out, i = f"{name}_{i}", i + 1
+    taken.add(out)
+    return out
+
+
+def _ws_expr(off: Lin) -> str:
+    if off.a == 0:
+        return str(off.b)
+    return f"{off.a}*(size_t)N + {off.b}"
+
+
+# --------------------------------------------------------------------------- the program
+
+
+def lower(graph: Graph, source=None) -> Program:
+    """Lower a checked graph (not modified) to a Program. `source` (spec.source.Source) gives
+    kernel comments their line numbers."""
+    g = copy.deepcopy(graph)
+    feature = _depends_on(list(g.outputs.values()), g)
+    feature_ids = {v.id for v in feature}
+    douts, bwd, trn = add_gradients(g)
+    lw = _Lowerer(g, source)
+    sym = sanitize(g.model)
+    taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key"}
+
+    def input_params(values, const=True):
+        out = []
+        for v in values:
+            c = _unique("in_" + sanitize(v.name), taken)
+            out.append((f"const {ctype(v.type)}*", c, ["input", v.name]))
+        return out
+
+    in_params = {v.id: p for v, p in zip(g.inputs, input_params(g.inputs))}
+    ext_inputs = {v.id: in_params[v.id][1] for v in g.inputs}
+    entries = []
+
+    # forward
+    outs = [(v, _unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
+    params = [("const float*", "params", ["params"]), ("uint8_t*", "ws", ["ws"])]
+    params += [in_params[v.id] for v in feature]
+    params += [(f"{ctype(v.type)}*", c, ["output", n]) for v, c, n in outs]
+    params.append(("int", "N", ["N"]))
+    entries.append(lw.entry("forward", f"{sym}_forward", params, ext_inputs,
+                            [(v, c, ctype(v.type)) for v, c, _ in outs], [], training=False))
+
+    # backward
+    f32_inputs = [v for v in g.inputs if v.type.dtype == "f32"]
+    dparams = {n: _unique("d_" + sanitize(n), taken) for n in douts}
+    dx = {v.id: _unique("dx_" + sanitize(v.name), taken) for v in f32_inputs}
+    params = [("const float*", "params", ["params"]), ("float*", "grads", ["grads"]), ("uint8_t*", "ws", ["ws"])]
+    params += [in_params[v.id] for v in feature]
+    params += [("const float*", dparams[n], ["dout", n]) for n in douts]
+    params += [("float*", dx[v.id], ["dinput", v.name]) for v in f32_inputs]
+    params.append(("int", "N", ["N"]))
+    ext = {**ext_inputs, **{d.id: dparams[n] for n, d in douts.items()}}
+    results, zero = [], []
+    targets = [(p, f"grads + {lw.param_off[p.id]}") for p in g.params] + [(v, dx[v.id]) for v in f32_inputs]
+    _route(targets, bwd, results, zero)
+    entries.append(lw.entry("backward", f"{sym}_backward", params, ext, results, zero, training=False))
+
+    opt = g.optimizer
+    slots = SLOTS[opt.kind] if opt is not None else ()
+    if g.loss is not None:
+        scalars = [g.loss] + list(g.metrics.values())
+        bad = [v for v in scalars if v.type.shape]
+        if bad:
+            raise LowerError(f"loss and metrics must be scalars; {bad[0].name} is {bad[0].type}")
+        res = [(v, f"results + {i}", "float") for i, v in enumerate(scalars)]
+        params = [("const float*", "params", ["params"]), ("uint8_t*", "ws", ["ws"])]
+        params += [in_params[v.id] for v in g.inputs] + [("float*", "results", ["results"]), ("int", "N", ["N"])]
+        entries.append(lw.entry("eval_step", f"{sym}_eval_step", params, ext_inputs, res, [], training=False))
+        if opt is not None:
+            params = [("float*", "params", ["params"]), ("float*", "grads", ["grads"]),
+                      ("float*", "opt", ["opt"]), ("uint8_t*", "ws", ["ws"])]
+            params += [in_params[v.id] for v in g.inputs] + [("float*", "results", ["results"])]
+            params += [("float", "lr", ["lr"]), ("int", "t", ["t"]), ("uint64_t", "seed", ["seed"]),
+                       ("uint64_t", "counter", ["counter"]), ("int", "N", ["N"])]
+            zero = []
+            _route([(p, f"grads + {lw.param_off[p.id]}") for p in g.params], trn, res, zero)
+            hyper = dict(HYPER_DEFAULTS.get(opt.kind, {}), **dict(opt.hyper))
+            update = dict(kind=opt.kind, size=lw.params_size,
+                          hyper={k: c_float(v) for k, v in hyper.items() if k != "lr"})
+            entries.append(lw.entry("train_step", f"{sym}_train_step", params, ext_inputs, res, zero,
+                                    training=True, update=update))
+
+    consts = []
+    for v in g.const_values:
+        data = np.asarray(g.consts[v.id]).reshape(-1)
+        lit = [c_float(x) for x in data] if v.type.dtype == "f32" else [str(int(x)) for x in data]
+        consts.append((f"k{v.id}", ctype(v.type), lit or ["0"]))
+
+    memory = {
+        "params_bytes": 4 * lw.params_size,
+        "grads_bytes": 4 * lw.params_size,
+        "optimizer_bytes": 4 * lw.params_size * len(slots),
+        "workspace": {"fixed_bytes": max(e.workspace.fixed for e in entries),
+                      "per_example_bytes": max(e.workspace.per_example for e in entries)},
+        "entries": {e.name: {"fixed_bytes": e.workspace.fixed, "per_example_bytes": e.workspace.per_example}
+                    for e in entries},
+    }
+    memory["total_bytes"] = {str(n): v for n, v in totals(memory, (1, 32, 256)).items()}
+    manifest = _manifest(g, lw, feature_ids, entries, slots, memory)
+    return Program(g.model, sym, g.source_name, lw.fns, consts, entries, lw.params_size,
+                   lw.params_size * len(slots), manifest, memory)
+
+
+def _route(targets, grads: dict, results: list, zero: list) -> None:
+    """Each target's gradient goes to its destination; targets no gradient reaches get zeros."""
+    for v, dest in targets:
+        if v.id in grads:
+            results.append((grads[v.id], dest, "float"))
+        else:
+            zero.append((dest, numel(v.type), "float"))
+
+
+def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> dict:
+    from .. import __version__
+    opt = g.optimizer
+    return {
+        "model": g.model,
+        "cnnc_version": __version__,
+        "source": g.source_name,
+        "inputs": [{"name": v.name, "dtype": v.type.dtype, "shape": shape_json(v.type)} for v in g.inputs],
+        "feature_inputs": [v.name for v in g.inputs if v.id in feature_ids],
+        "label_inputs": [v.name for v in g.inputs if v.id not in feature_ids],
+        "params": [{"name": p.name, "shape": list(p.type.shape), "offset": lw.param_off[p.id],
+                    "init": {"kind": g.inits[p.id].kind, "args": dict(g.inits[p.id].args)}}
+                   for p in g.params],
+        "params_size": lw.params_size,
+        "outputs": [{"name": n, "dtype": v.type.dtype, "shape": shape_json(v.type)} for n, v in g.outputs.items()],
+        "loss": None if g.loss is None else {"dtype": g.loss.type.dtype, "shape": shape_json(g.loss.type)},
+        "metrics": [{"name": n, "dtype": v.type.dtype, "shape": shape_json(v.type)} for n, v in g.metrics.items()],
+        "optimizer": None if opt is None else {"kind": opt.kind, "hyper": dict(opt.hyper), "slots": list(slots)},
+        "entries": {e.name: {"symbol": e.symbol, "args": e.args,
+                             "workspace": {"fixed_bytes": e.workspace.fixed,
+                                           "per_example_bytes": e.workspace.per_example}}
+                    for e in entries},
+        "memory": memory,
+    }

@@ -1,0 +1,165 @@
+"""The build: warning-free C, a plain C program linking model.c, the content-hash cache,
+deterministic output, compiler errors reported as CnncBuildError, and the spec pipeline."""
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnc.compiler import build, emit, lower, memory
+from cnnc.compiler.build import CnncBuildError
+from cnnc.errors import CnncError
+
+from .conftest import batch, build_once, small_cnn
+
+MAIN_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+
+static void *read_file(const char *path, size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    FILE *f = fopen(path, "rb");
+    if (!p || !f || fread(p, 1, bytes, f) != bytes) { fprintf(stderr, "cannot read %s\n", path); exit(1); }
+    fclose(f);
+    return p;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) return 2;
+    const int N = atoi(argv[1]);
+    float *params = read_file(argv[2], sizeof(float) * small_params_size());
+    float *x = read_file(argv[3], sizeof(float) * (size_t)N * 72);
+    uint8_t *ws = malloc(small_workspace_size(N));
+    float *logits = malloc(sizeof(float) * (size_t)N * 3);
+    small_forward(params, ws, x, logits, N);
+    for (int i = 0; i < N * 3; i++) printf("%.9g\n", logits[i]);
+    free(params); free(x); free(ws); free(logits);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def mod(out_root):
+    return build_once("small_sgd", small_cnn("small"), out_root)
+
+
+def _generated(out_root) -> list[Path]:
+    return sorted(out_root.glob("*/*/model.c"))
+
+
+@pytest.mark.parametrize("openmp", [False, True], ids=["serial", "openmp"])
+def test_generated_c_is_warning_free(mod, out_root, openmp):
+    files = _generated(out_root)
+    assert files
+    flags = ["-fopenmp"] if openmp and build.openmp_flags() else []
+    for c in files:
+        r = subprocess.run([build.compiler(), "-std=c11", "-pedantic", "-O2", "-Wall", "-Wextra", "-Wshadow",
+                            "-Werror", *flags, "-c", str(c), "-o", "/dev/null"], capture_output=True, text=True)
+        assert r.returncode == 0, f"{c}:\n{r.stderr}"
+
+
+def test_plain_c_program_runs_inference(mod, tmp_path):
+    pkg = Path(mod.__file__).parent
+    (tmp_path / "main.c").write_text(MAIN_C)
+    exe = tmp_path / "infer"
+    r = subprocess.run([build.compiler(), "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(pkg), str(tmp_path / "main.c"),
+                        str(pkg / "model.c"), "-lm", "-o", str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m = mod.Model(seed=5)
+    slab = np.zeros(mod.manifest["params_size"], np.float32)
+    for p in mod.manifest["params"]:
+        v = m.params[p["name"]].ravel()
+        slab[p["offset"]:p["offset"] + v.size] = v
+    slab.tofile(tmp_path / "params.bin")
+    x = batch(3, seed=2)["x"]
+    x.tofile(tmp_path / "x.bin")
+    out = subprocess.run([str(exe), "3", str(tmp_path / "params.bin"), str(tmp_path / "x.bin")],
+                         capture_output=True, text=True, check=True).stdout
+    got = np.array([float(v) for v in out.split()], np.float32).reshape(3, 3)
+    # same code, different flags (-O2, no OpenMP vs -O3 -march=native): FMA contraction may differ
+    np.testing.assert_allclose(got, m.forward(x=x)["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_unchanged_spec_is_not_rebuilt(mod, out_root, monkeypatch):
+    def fail(*a, **k):
+        raise AssertionError("the C compiler was invoked for an unchanged spec")
+    monkeypatch.setattr(build, "compile_extension", fail)
+    again = build.build(small_cnn("small"), "", out_root / "small_sgd")
+    assert again.Model().name == "small"
+
+
+def test_output_is_deterministic_and_graph_untouched():
+    g = small_cnn("small", dropout=0.3)
+    before = (len(g.nodes), len(g.const_values), g._next_id)
+    a = emit.render(lower.lower(g), "fp")
+    b = emit.render(lower.lower(copy.deepcopy(g)), "fp")
+    assert a.c == b.c and a.h == b.h and a.manifest_json == b.manifest_json
+    assert (len(g.nodes), len(g.const_values), g._next_id) == before
+    assert "static void conv_h_forward(" in a.c and "_backward(" in a.c
+    assert not [line for line in emit.cdef(a.h).splitlines() if line.startswith("#")]
+
+
+def test_compiler_errors_become_cnnc_build_errors(tmp_path):
+    files = emit.render(lower.lower(small_cnn("broken")), "fp")
+    broken = emit.GeneratedFiles(files.model, files.symbol, files.c + "\nthis is not C;\n", files.h, files.manifest)
+    with pytest.raises(CnncBuildError) as e:
+        build.build_files(broken, tmp_path)
+    assert isinstance(e.value, CnncError)
+    assert "error" in e.value.output and "internal error" in str(e.value)
+
+
+def test_memory_plan_reuses_buffers():
+    g = small_cnn("small")
+    summary = memory.plan_summary(g, batch_sizes=(1, 32))
+    assert set(summary) == {"params", "grads", "optimizer state", "workspace", "total at N=1", "total at N=32"}
+    assert summary["workspace"].endswith("*N")
+    mem = lower.lower(g).memory
+    assert mem["params_bytes"] == 4 * lower.lower(g).params_size
+    assert mem["total_bytes"]["32"] > mem["total_bytes"]["1"]
+    # the training step keeps conv, relu, pool and the logits (36*4 + ... floats per example);
+    # without reuse it would need every intermediate at once
+    program = lower.lower(g)
+    train = next(e for e in program.entries if e.name == "train_step")
+    naive = sum(4 * 6 * 6 * 4 for _ in range(6))
+    assert train.workspace.per_example < naive
+
+
+SPEC = """\
+model specnet
+
+input x: f32[N, 16]
+input y: f32[N, 3]
+
+scope "layer-1" {
+  param w: f32[4, 4, 1, 2] = random_normal(stddev=0.5)
+  img = reshape(x, [-1, 4, 4, 1])
+  conv = conv2d(img, w, strides=[1, 2, 2, 1], padding="SAME")
+}
+flat = reshape(conv, [-1, 8])
+param v: f32[8, 3] = glorot_uniform()
+output logits = matmul(flat, v)
+loss = reduce_mean(softmax_cross_entropy_with_logits(labels=y, logits=logits))
+optimizer = momentum(lr=0.1, momentum=0.9)
+"""
+
+
+def test_spec_pipeline_builds_a_package_with_spec_lines(tmp_path):
+    cnnc = pytest.importorskip("cnnc.pipeline")
+    module = cnnc.compile(SPEC, out_dir=tmp_path, filename="specnet.cnn")
+    c = (tmp_path / "specnet" / "model.c").read_text()
+    assert "/* specnet.cnn:9  layer-1/conv = conv2d(" in c
+    assert "static void layer_1_conv_forward(" in c
+    m = module.Model(seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
+    assert m.forward(x=x)["logits"].shape == (2, 3)
+    out = m.train_step(x=x, y=np.eye(3, dtype=np.float32)[[0, 2]])
+    assert np.isfinite(out["loss"])
+    assert module.manifest["fingerprint"] and module.manifest["optimizer"]["slots"] == ["momentum"]
+    assert (tmp_path / "specnet" / "__init__.py").exists()
