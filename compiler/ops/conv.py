@@ -24,6 +24,7 @@ def conv_geometry(in_shape, filter_hw, out_shape, strides, padding):
 def conv2d_kernel(node):
     x, f = node.inputs
     p, note = conv_geometry(x.type.shape, f.type.shape[:2], node.out.type.shape, **_sp(node))
+    p = record(**dict(p.items), pointwise=(p.kh, p.kw, p.sh, p.sw, p.padded) == (1, 1, 1, 1, False))
     return Kernel("conv2d.c.j2", p, note)
 
 
@@ -31,7 +32,7 @@ def conv2d_transpose_kernel(node):
     """The gradient of conv2d wrt its input: scatter each input pixel through the filter."""
     x, f = node.inputs
     p, note = conv_geometry(node.out.type.shape, f.type.shape[:2], x.type.shape, **_sp(node))
-    return Kernel("conv2d_transpose.c.j2", p, note, scratch=_bytes(f.type.shape))
+    return Kernel("conv2d_transpose.c.j2", p, note)
 
 
 def conv2d_backprop_filter_kernel(node):
@@ -42,14 +43,6 @@ def conv2d_backprop_filter_kernel(node):
 
 def _sp(node):
     return dict(strides=node.attrs["strides"], padding=node.attrs["padding"])
-
-
-def _bytes(shape):
-    from ..kernel import Lin
-    n = 1
-    for d in shape:
-        n *= d
-    return Lin(0, 4 * n)
 
 
 def _window_error(op, in_hw, k, strides):
@@ -131,7 +124,9 @@ def conv2d_transpose_shape(ins, attrs):
             legal = transpose_sizes(i, k, s, pad)
             notes.append(f"conv2d with {pad} padding, stride {s}, window {k} maps {name} {o} to "
                          f"{out_size(o, k, s, pad)}, not the input's {i}")
-            helps.append(f"{name} {' or '.join(map(str, legal))}")
+            said = (" or ".join(map(str, legal)) if len(legal) <= 4
+                    else f"{legal[0]} to {legal[-1]}") if legal else "none"
+            helps.append(f"{name} {said}")
         raise OpError(f"`output_shape` {[batch if batch != -1 else -1, oh, ow, oc]} is not one that "
                       f"conv2d maps back to the input's {h}x{w}", arg="output_shape",
                       notes=notes, help="legal sizes: " + "; ".join(helps), code="transpose-shape")

@@ -60,15 +60,15 @@ def matmul_vjp(b, node, dout):          # C = A @ B  ->  dA = dout @ B^T,  dB = 
 
 
 def matmul_kernel(node):
-    """i-k-j order: the innermost loop runs along a row of C and a row of B (B^T is copied
-    to scratch first when transpose_b), so it is contiguous and vectorizes."""
+    """The GEMM core with strides: element (i, q) of op(A) is at i*a_rs + q*a_cs."""
     a, bt = node.inputs[0].type, node.inputs[1].type
     ta, tb = node.attrs["transpose_a"], node.attrs["transpose_b"]
     m, k = (a.shape[1], a.shape[0]) if ta else a.shape
     n = bt.shape[0] if tb else bt.shape[1]
     m, k, n = Lin.of(m), Lin.of(k), Lin.of(n)
-    return Kernel("matmul.c.j2", record(m=m, k=k, n=n, ta=ta, tb=tb),
-                  scratch=k * n * 4 if tb else Lin())
+    a_rs, a_cs = (1, m) if ta else (k, 1)
+    b_rs, b_cs = (1, k) if tb else (n, 1)
+    return Kernel("matmul.c.j2", record(m=m, k=k, n=n, a_rs=a_rs, a_cs=a_cs, b_rs=b_rs, b_cs=b_cs))
 
 
 register(OpDef("matmul", (Arg("a"), Arg("b"), Arg("transpose_a", "bool", False),

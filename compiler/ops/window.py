@@ -17,7 +17,9 @@ def pads(size: int, k: int, stride: int, padding: str) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def transpose_sizes(size: int, k: int, stride: int, padding: str) -> list[int]:
-    """Every output length a transposed conv may produce so that conv maps it back to `size`."""
-    lo = max(1, (size - 1) * stride + (1 if padding == "SAME" else k))
-    return [o for o in range(lo, lo + stride + k + 1) if out_size(o, k, stride, padding) == size]
+def transpose_sizes(size: int, k: int, stride: int, padding: str) -> range:
+    """Every output length a transposed conv may produce so that conv maps it back to `size`.
+
+    SAME: ceil(o / s) == size, so (size-1)*s < o <= size*s; VALID shifts that by k - 1."""
+    shift = 0 if padding == "SAME" else k - 1
+    return range(max(1, (size - 1) * stride + 1 + shift), size * stride + shift + 1)

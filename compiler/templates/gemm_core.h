@@ -1,4 +1,5 @@
-/* cnnc GEMM core: C[M x N] (+)= A[M x K] * B[K x N], A and B read through panel packers.
+/* ------------------------------------------------------------------ GEMM core
+ * C[M x N] (+)= A[M x K] * B[K x N], A and B read through panel packers.
  * Portable vector code (GCC vector extensions): the compiler picks the ISA (-march). */
 #include <string.h>
 #ifdef _OPENMP
@@ -18,7 +19,7 @@ typedef float cg_vf __attribute__((vector_size(CG_VL * 4), aligned(4)));
 #define CG_NR (CG_NRV * CG_VL)
 #define CG_KC 256
 #define CG_MC 96
-#define CG_NC 2048
+#define CG_NC 1024
 #define CG_MAX_THREADS 8
 
 /* A packer writes rows i0..i0+mc-1, columns p0..p0+kc-1 of A as MR-row slivers, k-major,
@@ -91,9 +92,12 @@ static void cg_gemm_rows(int m0, int m1, int N, int K, cg_pack_a pa, const void 
 /* C (+)= A B. One parallel region: each thread owns a contiguous block of rows and computes
  * every element of it over K in the same order, so results do not depend on the thread count. */
 static void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
-                    const void *bctx, float *C, int ldc, int accumulate)
+                    const void *bctx, float *C, int ldc, int accumulate, int threads)
 {
-#pragma omp parallel if (M >= 2 * CG_MC)
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel if (threads && M >= 2 * CG_MR)
+#endif
     {
         int t = 0, nt = 1;
 #ifdef _OPENMP
@@ -124,16 +128,25 @@ static void cg_pack_a_dense(const void *ctx, int i0, int mc, int p0, int kc, flo
 static void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int nc, float *out)
 {
     const cg_dense *d = ctx;
-    for (int s = 0; s < nc; s += CG_NR)
-        for (int k = 0; k < kc; k++) {
-            const float *row = d->p + (long)(p0 + k) * d->rs;
-            if (d->cs == 1 && s + CG_NR <= nc) {
-                memcpy(out, row + j0 + s, CG_NR * sizeof(float));
-                out += CG_NR;
-            } else
-                for (int j = 0; j < CG_NR; j++)
-                    *out++ = s + j < nc ? row[(long)(j0 + s + j) * d->cs] : 0.f;
+    for (int s = 0; s < nc; s += CG_NR, out += (long)kc * CG_NR) {
+        int cols = nc - s < CG_NR ? nc - s : CG_NR;
+        if (d->cs == 1) {                        /* rows of B are contiguous: copy NR at a time */
+            for (int k = 0; k < kc; k++) {
+                const float *row = d->p + (long)(p0 + k) * d->rs + j0 + s;
+                memcpy(out + k * CG_NR, row, (size_t)cols * sizeof(float));
+                for (int j = cols; j < CG_NR; j++) out[k * CG_NR + j] = 0.f;
+            }
+        } else {                                 /* B^T stored: walk each column along k */
+            for (int j = 0; j < CG_NR; j++) {
+                if (j >= cols) {
+                    for (int k = 0; k < kc; k++) out[k * CG_NR + j] = 0.f;
+                    continue;
+                }
+                const float *col = d->p + (long)(j0 + s + j) * d->cs + (long)p0 * d->rs;
+                for (int k = 0; k < kc; k++) out[k * CG_NR + j] = col[(long)k * d->rs];
+            }
         }
+    }
 }
 
 /* Convolution geometry (NHWC input, TF filter [KH, KW, C, OC]). */
@@ -183,26 +196,39 @@ static void cg_pack_a_im2col(const void *ctx, int i0, int mc, int p0, int kc, fl
 }
 
 /* conv2d filter gradient, A = im2col(x)^T: row k = (kh, kw, c), column m = (n, oh, ow).
- * For one pixel the MR rows of a sliver are consecutive (kh, kw, c): usually one run of x. */
+ * A sliver's MR consecutive rows lie in at most a few kernel rows, and within one kernel row
+ * the (kw, c) entries are contiguous in x: for a pixel whose window is inside the image each
+ * segment is one straight copy. Border pixels take the checked path. */
 static void cg_pack_a_im2col_t(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_conv *g = ctx;
-    const int ohw = g->OH * g->OW;
+    const int ohw = g->OH * g->OW, rowlen = g->KW * g->C;
     for (int s = 0; s < mc; s += CG_MR) {
-        int kk[CG_MR][3], rows = mc - s < CG_MR ? mc - s : CG_MR;
+        int rows = mc - s < CG_MR ? mc - s : CG_MR;
+        int kh[CG_MR], kw[CG_MR], c[CG_MR];
+        int seg_i[CG_MR], seg_len[CG_MR], seg_off[CG_MR], nseg = 0;   /* contiguous runs */
         for (int i = 0; i < CG_MR; i++) {
-            int k = i0 + s + i;
-            kk[i][2] = k % g->C, kk[i][1] = (k / g->C) % g->KW, kk[i][0] = k / (g->C * g->KW);
+            int k = i < rows ? i0 + s + i : i0 + s + rows - 1;
+            kh[i] = k / rowlen, kw[i] = (k % rowlen) / g->C, c[i] = k % g->C;
+            if (i >= rows) continue;
+            if (nseg && kh[i] == kh[seg_i[nseg - 1]]) seg_len[nseg - 1]++;
+            else { seg_i[nseg] = i, seg_len[nseg] = 1, seg_off[nseg] = kh[i] * g->W * g->C + kw[i] * g->C + c[i]; nseg++; }
         }
         int n = p0 / ohw, r = p0 - n * ohw;
         for (int j = 0; j < kc; j++) {
             const float *img = g->x + (long)n * g->H * g->W * g->C;
             int ih0 = (r / g->OW) * g->SH - g->PT, iw0 = (r % g->OW) * g->SW - g->PL;
-            for (int i = 0; i < CG_MR; i++) {
-                int ih = ih0 + kk[i][0], iw = iw0 + kk[i][1];
-                out[i] = (i < rows && ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
-                             ? img[((long)ih * g->W + iw) * g->C + kk[i][2]] : 0.f;
-            }
+            if (ih0 >= 0 && ih0 + g->KH <= g->H && iw0 >= 0 && iw0 + g->KW <= g->W) {
+                const float *base = img + ((long)ih0 * g->W + iw0) * g->C;
+                for (int q = 0; q < nseg; q++)
+                    memcpy(out + seg_i[q], base + seg_off[q], (size_t)seg_len[q] * sizeof(float));
+                for (int i = rows; i < CG_MR; i++) out[i] = 0.f;
+            } else
+                for (int i = 0; i < CG_MR; i++) {
+                    int ih = ih0 + kh[i], iw = iw0 + kw[i];
+                    out[i] = (i < rows && ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
+                                 ? img[((long)ih * g->W + iw) * g->C + c[i]] : 0.f;
+                }
             out += CG_MR;
             if (++r == ohw) { r = 0; n++; }
         }
@@ -232,8 +258,9 @@ static void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, int kc, 
             float *o = out + (long)(k - p0) * CG_MR;
             for (int i = 0; i < CG_MR; i++) {
                 int th = ih[i] + g->PT - kh, tw = iw[i] + g->PL - kw;
-                int oh = th / g->SH, ow = tw / g->SW;
-                if (valid[i] && th >= 0 && tw >= 0 && th % g->SH == 0 && tw % g->SW == 0 && oh < g->OH && ow < g->OW) {
+                int oh = g->SH == 1 ? th : th / g->SH, ow = g->SW == 1 ? tw : tw / g->SW;
+                if (valid[i] && th >= 0 && tw >= 0 && (g->SH == 1 || th % g->SH == 0) &&
+                    (g->SW == 1 || tw % g->SW == 0) && oh < g->OH && ow < g->OW) {
                     const float *src = g->dy + (((long)nn[i] * g->OH + oh) * g->OW + ow) * g->OC + off;
                     for (int j = 0; j < run; j++) o[j * CG_MR + i] = src[j];
                 } else

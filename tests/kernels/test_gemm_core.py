@@ -19,25 +19,25 @@ WRAPPERS = r'''
 #include "gemm_core.h"
 void matmul(const float *a, const float *b, float *c, int M, int N, int K, int ta, int tb, int acc) {
     cg_dense A = {a, ta ? 1 : K, ta ? M : 1}, B = {b, tb ? 1 : N, tb ? K : 1};
-    cg_gemm(M, N, K, cg_pack_a_dense, &A, cg_pack_b_dense, &B, c, N, acc);
+    cg_gemm(M, N, K, cg_pack_a_dense, &A, cg_pack_b_dense, &B, c, N, acc, 1);
 }
 void conv_fwd(const float *x, const float *f, float *out, int N, int H, int W, int C, int OH, int OW,
               int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
     cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
     cg_dense b = {f, OC, 1};
-    cg_gemm(N * OH * OW, OC, KH * KW * C, cg_pack_a_im2col, &g, cg_pack_b_dense, &b, out, OC, 0);
+    cg_gemm(N * OH * OW, OC, KH * KW * C, cg_pack_a_im2col, &g, cg_pack_b_dense, &b, out, OC, 0, 1);
 }
 void conv_bwd_filter(const float *x, const float *dy, float *df, int N, int H, int W, int C, int OH, int OW,
                      int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
     cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
     cg_dense b = {dy, OC, 1};
-    cg_gemm(KH * KW * C, OC, N * OH * OW, cg_pack_a_im2col_t, &g, cg_pack_b_dense, &b, df, OC, 0);
+    cg_gemm(KH * KW * C, OC, N * OH * OW, cg_pack_a_im2col_t, &g, cg_pack_b_dense, &b, df, OC, 0, 1);
 }
 void conv_bwd_input(const float *dy, const float *f, float *dx, int N, int H, int W, int C, int OH, int OW,
                     int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
     cg_convt g = {dy, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, OC};
     cg_filt b = {f, KW, C, OC};
-    cg_gemm(N * H * W, C, KH * KW * OC, cg_pack_a_dygather, &g, cg_pack_b_filt_t, &b, dx, C, 0);
+    cg_gemm(N * H * W, C, KH * KW * OC, cg_pack_a_dygather, &g, cg_pack_b_filt_t, &b, dx, C, 0, 1);
 }
 '''
 
