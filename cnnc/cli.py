@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 
 from . import __version__
 
@@ -44,6 +43,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("cnnc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:             # `cnnc check --desugar f.cnn | head`: the reader left
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:          # anything else is a cnnc bug, never the user's spec
         from .errors import report_bug
         report_bug(exc, debug=args.debug)

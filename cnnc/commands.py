@@ -89,10 +89,9 @@ def _memory(graph):
     """Planned buffer sizes, when the code generator's memory planner is available."""
     try:
         from .compiler import memory
+        return memory.plan_summary(graph)
     except ImportError:
         return None
-    plan = getattr(memory, "plan_summary", None)
-    return plan(graph) if plan else None
 
 
 def _print_diagnostics(diags, source, fmt: str) -> None:

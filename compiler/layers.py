@@ -235,7 +235,7 @@ def expand(ck, c: ast.Call):
         ck.penalty_count += 1
         pen = f"l2_penalty_{ck.penalty_count}"
         core.append(ast.Let(ast.Ident(pen, c.span), ast.BinOp("*", _num(float(args["l2"]), c.span),
-                                                                _call("l2_loss", c.span, ast.Name("weight", c.span)),
+                                                                _call("l2_loss", c.span, ast.Name(params[0][0], c.span)),
                                                                 c.span), c.span))
     core.append(ast.Let(ast.Ident(out_name, c.span), value, c.span))
     block = [ast.ScopeBlock(ast.Ident(sub, c.span), tuple(core), c.span)] if sub else core

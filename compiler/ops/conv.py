@@ -124,8 +124,8 @@ def conv2d_transpose_shape(ins, attrs):
             legal = transpose_sizes(i, k, s, pad)
             notes.append(f"conv2d with {pad} padding, stride {s}, window {k} maps {name} {o} to "
                          f"{out_size(o, k, s, pad)}, not the input's {i}")
-            said = (" or ".join(map(str, legal)) if len(legal) <= 4
-                    else f"{legal[0]} to {legal[-1]}") if legal else "none"
+            said = (" or ".join(map(str, legal)) if legal.stop - legal.start <= 4
+                    else f"{legal.start} to {legal.stop - 1}") if legal.stop > legal.start else "none"
             helps.append(f"{name} {said}")
         raise OpError(f"`output_shape` {[batch if batch != -1 else -1, oh, ow, oc]} is not one that "
                       f"conv2d maps back to the input's {h}x{w}", arg="output_shape",
