@@ -188,23 +188,31 @@ def _tail(text, lines=3):
 def run_json_child(args, threads, timeout, env=None):
     """Run `python -m <args>` with thread env; parse the last JSON line of stdout.
 
-    Returns (result, None) or (None, reason). The result gets "other_load":
-    the share of the machine's CPU time used by processes other than the
-    child while it ran (other sessions, steal) - a noise indicator.
+    Returns (result, None) or (None, reason). On a timeout the child is killed
+    and the last JSON line it printed so far (if any) is returned, with
+    "timed_out" set: workers print cumulative partial results. The result gets
+    "other_load": the share of the machine's CPU time used by processes other
+    than the child while it ran (other sessions, steal) - a noise indicator.
     """
     load = OtherLoad()
     proc = subprocess.Popen([sys.executable, "-m", *args], env=thread_env(threads, env),
                             cwd=BENCH_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    timed_out = False
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.communicate()
-        return None, f"timed out after {timeout}s"
+        out, err = proc.communicate()  # everything printed before the kill
+        timed_out = True
     result = _last_json_line(out)
-    if proc.returncode != 0 or result is None:
-        return None, _tail(err) or f"exit code {proc.returncode}"
+    if result is None:
+        return None, (f"timed out after {timeout}s" if timed_out
+                      else _tail(err) or f"exit code {proc.returncode}")
+    if timed_out:
+        result["timed_out"] = f"timed out after {timeout}s"
+    elif proc.returncode != 0:
+        result["crashed"] = _tail(err) or f"exit code {proc.returncode}"
     result["other_load"] = load.share()
     return result, None
 
@@ -230,7 +238,7 @@ class OtherLoad:
         return max(0.0, other / (wall * (os.cpu_count() or 1)))
 
 
-def wait_for_quiet(max_load=0.10, timeout=20.0, window=0.5):
+def wait_for_quiet(max_load=0.10, timeout=10.0, window=0.5):
     """Sleep until other processes use at most `max_load` of the CPU over a
     `window`-second sample, or `timeout` seconds pass. Returns the last share."""
     deadline = time.perf_counter() + timeout

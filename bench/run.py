@@ -27,10 +27,13 @@ PEER_PACKAGES = ["torch==2.13.0", "onnx", "onnxruntime", "onnxscript", "tensorfl
 
 # Timing budgets. retries: re-measurements of a metric while other processes
 # take more than max_other_load of the CPU (the quietest attempt is kept).
+# quiet_wait: seconds to wait at most for a quiet machine before each measurement.
 FULL = {"warmup": 3, "repeats": 10, "min_time": 2.0, "max_time": 30.0, "retries": 2,
-        "max_other_load": 0.10, "rss_steps": 10, "timeout": 360, "sgemm_sizes": "1024,2048"}
+        "max_other_load": 0.10, "quiet_wait": 10.0, "rss_steps": 10, "timeout": 360,
+        "sgemm_sizes": "1024,2048"}
 QUICK = {"warmup": 1, "repeats": 3, "min_time": 0.2, "max_time": 5.0, "retries": 0,
-         "max_other_load": 0.10, "rss_steps": 3, "timeout": 180, "sgemm_sizes": "1024,2048"}
+         "max_other_load": 0.10, "quiet_wait": 0.0, "rss_steps": 3, "timeout": 180,
+         "sgemm_sizes": "1024,2048"}
 
 
 def install_peers():
@@ -73,10 +76,14 @@ def measure_cell(column, model, threads, opts):
             "--warmup", str(opts["warmup"]), "--repeats", str(opts["repeats"]),
             "--min-time", str(opts["min_time"]), "--max-time", str(opts["max_time"]),
             "--retries", str(opts["retries"]), "--max-other-load", str(opts["max_other_load"]),
-            "--budget", str(opts["timeout"] / 2)]
+            "--budget", str(opts["timeout"] / 2), "--quiet-wait", str(opts["quiet_wait"])]
     cell, err = harness.run_json_child(args, threads, opts["timeout"])
     if err:
         return {"column": column, "model": model, "status": "error", "reason": f"error: {err}"}
+    stopped = cell.get("timed_out") or cell.get("crashed")
+    for key in cell.get("planned", []):  # metrics a timeout or crash cut off
+        if stopped and key not in cell.get("metrics", {}) and key not in cell.get("errors", {}):
+            cell["errors"][key] = f"not measured: worker {stopped}"
     if cell["status"] == "ok" and COLUMNS[column][0] != "bench.peers.onnx_export":
         cell["peak_rss"] = harness.measure_peak_rss(
             "bench.worker:train_loop",

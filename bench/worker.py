@@ -2,7 +2,8 @@
 
 run.py starts one worker per (column, model) with the thread environment
 already set, so frameworks never share a process and a crash or hang only
-loses that cell. Usage:
+loses what was not yet measured: the worker prints its cumulative result as a
+JSON line after every metric, and run.py keeps the last line. Usage:
 
     python -m bench.worker --column torch-nchw --model mnist [--repeats 10 ...]
 """
@@ -33,17 +34,19 @@ def train_loop(column, model, batch=32, steps=10):
         step()
 
 
-def _measure(fn_factory, batch, timing, max_other_load=0.10, retries=0, budget=float("inf")):
+def _measure(fn_factory, batch, timing, max_other_load=0.10, retries=0, budget=float("inf"),
+             quiet_wait=10.0):
     """Time one callable; re-measure (up to `retries` times) while other
     processes took more than `max_other_load` of the CPU, keeping the quietest
-    attempt. Each attempt first waits (up to 20 s) for a quiet machine.
+    attempt. Each attempt first waits (up to `quiet_wait` s) for a quiet machine.
     No new attempt starts once the worker has run for `budget` seconds."""
     t0 = time.perf_counter()
     fn = fn_factory()
     setup = time.perf_counter() - t0
     best = None
     for attempt in range(1, retries + 2):
-        harness.wait_for_quiet(max_other_load)
+        if quiet_wait > 0:
+            harness.wait_for_quiet(max_other_load, quiet_wait)
         load = harness.OtherLoad()
         stats = harness.time_fn(fn, **timing)
         other = load.share()
@@ -59,7 +62,8 @@ def _measure(fn_factory, batch, timing, max_other_load=0.10, retries=0, budget=f
     return best
 
 
-def run(column, model, timing, max_other_load=0.10, retries=0, budget=float("inf")):
+def run(column, model, timing, max_other_load=0.10, retries=0, budget=float("inf"),
+        quiet_wait=10.0):
     module, layout = framework(column)
     ok, reason = module.available()
     out = {"column": column, "model": model, "layout": layout}
@@ -79,12 +83,16 @@ def run(column, model, timing, max_other_load=0.10, retries=0, budget=float("inf
     jobs.append((f"latency_b{LATENCY_BATCH}", LATENCY_BATCH,
                  lambda: module.infer_fn(model, LATENCY_BATCH, layout), latency_timing))
 
+    out["planned"] = [key for key, *_ in jobs]
+    print(json.dumps(out), flush=True)  # partial results: the parent keeps the last line
     for key, batch, factory, tm in jobs:
         try:
-            out["metrics"][key] = _measure(factory, batch, tm, max_other_load, retries, budget)
+            out["metrics"][key] = _measure(factory, batch, tm, max_other_load, retries,
+                                           budget, quiet_wait)
         except Exception as exc:
             out["errors"][key] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
+        print(json.dumps(out), flush=True)
     return out
 
 
@@ -101,10 +109,12 @@ def main():
     p.add_argument("--retries", type=int, default=0, help="re-measurements allowed per metric")
     p.add_argument("--budget", type=float, default=float("inf"),
                    help="seconds after which no re-measurement starts")
+    p.add_argument("--quiet-wait", type=float, default=10.0,
+                   help="seconds to wait at most for a quiet machine before each measurement")
     a = p.parse_args()
     timing = {"warmup": a.warmup, "repeats": a.repeats,
               "min_time": a.min_time, "max_time": a.max_time}
-    print(json.dumps(run(a.column, a.model, timing, a.max_other_load, a.retries, a.budget)), flush=True)
+    run(a.column, a.model, timing, a.max_other_load, a.retries, a.budget, a.quiet_wait)
 
 
 if __name__ == "__main__":
