@@ -32,7 +32,14 @@ def conv2d_transpose_kernel(node):
     """The gradient of conv2d wrt its input: scatter each input pixel through the filter."""
     x, f = node.inputs
     p, note = conv_geometry(node.out.type.shape, f.type.shape[:2], x.type.shape, **_sp(node))
-    return Kernel("conv2d_transpose.c.j2", p, note)
+    # With fewer input channels than half a micro-tile (32 columns), the gather GEMM would
+    # mostly multiply padding: use GEMM-then-col2im, whose scratch holds a tile of windows.
+    if p.c < 16:
+        k = p.kh * p.kw * p.c
+        tile = max(64, min(4096, (1 << 20) // k))
+        p = record(**dict(p.items), col2im=True, tile=tile)
+        return Kernel("conv2d_transpose.c.j2", p, note, scratch=Lin(0, 4 * tile * k))
+    return Kernel("conv2d_transpose.c.j2", record(**dict(p.items), col2im=False), note)
 
 
 def conv2d_backprop_filter_kernel(node):

@@ -28,13 +28,13 @@ typedef float cg_vf __attribute__((vector_size(CG_VL * 4), aligned(4)));
 typedef void (*cg_pack_a)(const void *ctx, int i0, int mc, int p0, int kc, float *out);
 typedef void (*cg_pack_b)(const void *ctx, int p0, int kc, int j0, int nc, float *out);
 
-static float cg_bpack[CG_MAX_THREADS][CG_KC * (CG_NC + CG_NR)] __attribute__((aligned(64)));
-static float cg_apack[CG_MAX_THREADS][(CG_MC + CG_MR) * CG_KC] __attribute__((aligned(64)));
+static float cg_bpack[CG_MAX_THREADS][CG_KC * (CG_NC + CG_NR)] __attribute__((aligned(64), unused));
+static float cg_apack[CG_MAX_THREADS][(CG_MC + CG_MR) * CG_KC] __attribute__((aligned(64), unused));
 
 static inline cg_vf cg_load(const float *p) { cg_vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void cg_store(float *p, cg_vf v) { memcpy(p, &v, sizeof v); }
 
-static void cg_micro(int kc, const float *restrict a, const float *restrict b,
+static inline void cg_micro(int kc, const float *restrict a, const float *restrict b,
                      float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
     cg_vf acc[CG_MR][CG_NRV];
@@ -68,7 +68,7 @@ static void cg_micro(int kc, const float *restrict a, const float *restrict b,
 }
 
 /* C (+)= A B for rows [m0, m1) of C, on one thread with its own packing buffers. */
-static void cg_gemm_rows(int m0, int m1, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+static inline void cg_gemm_rows(int m0, int m1, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
                          const void *bctx, float *C, int ldc, int accumulate, float *ap, float *bp)
 {
     for (int jc = 0; jc < N; jc += CG_NC) {
@@ -91,7 +91,7 @@ static void cg_gemm_rows(int m0, int m1, int N, int K, cg_pack_a pa, const void 
 
 /* C (+)= A B. One parallel region: each thread owns a contiguous block of rows and computes
  * every element of it over K in the same order, so results do not depend on the thread count. */
-static void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
                     const void *bctx, float *C, int ldc, int accumulate, int threads)
 {
     (void)threads;
@@ -116,7 +116,7 @@ static void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack
 /* A dense matrix: element (i, k) at p[i*rs + k*cs] (rs/cs swap for a transpose). */
 typedef struct { const float *p; long rs, cs; } cg_dense;
 
-static void cg_pack_a_dense(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+static inline void cg_pack_a_dense(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_dense *d = ctx;
     for (int s = 0; s < mc; s += CG_MR)
@@ -125,7 +125,7 @@ static void cg_pack_a_dense(const void *ctx, int i0, int mc, int p0, int kc, flo
                 *out++ = s + i < mc ? d->p[(long)(i0 + s + i) * d->rs + (long)(p0 + k) * d->cs] : 0.f;
 }
 
-static void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int nc, float *out)
+static inline void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int nc, float *out)
 {
     const cg_dense *d = ctx;
     for (int s = 0; s < nc; s += CG_NR, out += (long)kc * CG_NR) {
@@ -155,7 +155,7 @@ typedef struct { const float *x; int H, W, C, OH, OW, KH, KW, SH, SW, PT, PL; } 
 /* conv2d forward, A = im2col(x): row m = (n, oh, ow), column k = (kh, kw, c).
  * In NHWC the KW*C columns of one kernel row are contiguous in x when the window row lies
  * inside the image: each is one copy; only border windows go element by element. */
-static void cg_pack_a_im2col(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+static inline void cg_pack_a_im2col(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_conv *g = ctx;
     const int ohw = g->OH * g->OW, rowlen = g->KW * g->C;
@@ -199,7 +199,7 @@ static void cg_pack_a_im2col(const void *ctx, int i0, int mc, int p0, int kc, fl
  * A sliver's MR consecutive rows lie in at most a few kernel rows, and within one kernel row
  * the (kw, c) entries are contiguous in x: for a pixel whose window is inside the image each
  * segment is one straight copy. Border pixels take the checked path. */
-static void cg_pack_a_im2col_t(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+static inline void cg_pack_a_im2col_t(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_conv *g = ctx;
     const int ohw = g->OH * g->OW, rowlen = g->KW * g->C;
@@ -240,7 +240,7 @@ static void cg_pack_a_im2col_t(const void *ctx, int i0, int mc, int p0, int kc, 
  * g describes the forward conv: x = the input geometry, OH/OW/C as in forward, dy in g->x. */
 typedef struct { const float *dy; int H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, OC; } cg_convt;
 
-static void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+static inline void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_convt *g = ctx;
     const int hw = g->H * g->W, rowlen = g->OC;
@@ -275,7 +275,7 @@ static void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, int kc, 
 /* B = the filter seen as [(kh, kw, oc), c]: element (k, c) is f[kh, kw, c, oc]. */
 typedef struct { const float *f; int KW, C, OC; } cg_filt;
 
-static void cg_pack_b_filt_t(const void *ctx, int p0, int kc, int j0, int nc, float *out)
+static inline void cg_pack_b_filt_t(const void *ctx, int p0, int kc, int j0, int nc, float *out)
 {
     const cg_filt *g = ctx;
     for (int s = 0; s < nc; s += CG_NR)

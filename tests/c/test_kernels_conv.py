@@ -27,7 +27,9 @@ def _conv_case(i, h, w, c, oc, kh, kw, sh, sw, pad):
 def conv_cases():
     # hand-picked: TF's asymmetric SAME padding (even kernels, stride 2 and 3), 1x1, no padding needed
     fixed = [(7, 7, 2, 3, 2, 2, 2, 2, "SAME"), (6, 6, 1, 2, 3, 3, 3, 3, "SAME"), (5, 8, 3, 4, 4, 4, 2, 3, "SAME"),
-             (5, 5, 2, 2, 1, 1, 1, 1, "VALID"), (8, 6, 2, 3, 3, 2, 3, 1, "VALID"), (4, 4, 3, 5, 4, 4, 1, 1, "VALID")]
+             (5, 5, 2, 2, 1, 1, 1, 1, "VALID"), (8, 6, 2, 3, 3, 2, 3, 1, "VALID"), (4, 4, 3, 5, 4, 4, 1, 1, "VALID"),
+             # 16+ input channels: the input gradient takes the gather-GEMM path, not col2im
+             (6, 5, 17, 5, 3, 3, 1, 1, "SAME"), (7, 7, 20, 3, 2, 3, 2, 1, "SAME"), (6, 6, 16, 4, 3, 3, 2, 2, "VALID")]
     cases = [_conv_case(i, *f) for i, f in enumerate(fixed)]
     for i in range(len(fixed), 16):
         h, w = (int(v) for v in _rng.integers(3, 10, 2))
@@ -45,7 +47,8 @@ def transpose_cases():
     cases = []
     for i, (oh, ow, oc, ic, kh, kw, sh, sw, pad) in enumerate(
             [(7, 7, 2, 3, 3, 3, 2, 2, "SAME"), (8, 8, 1, 2, 2, 2, 2, 2, "SAME"), (9, 7, 2, 2, 3, 2, 3, 2, "VALID"),
-             (5, 6, 3, 1, 4, 3, 1, 2, "SAME"), (6, 6, 2, 2, 3, 3, 1, 1, "VALID")]):
+             (5, 6, 3, 1, 4, 3, 1, 2, "SAME"), (6, 6, 2, 2, 3, 3, 1, 1, "VALID"),
+             (6, 6, 18, 3, 3, 3, 2, 2, "SAME")]):              # 18 output channels: gather-GEMM path
         ih, iw = out_size(oh, kh, sh, pad), out_size(ow, kw, sw, pad)
         s = (sh, sw)
 
