@@ -45,7 +45,8 @@ def conv2d_transpose_kernel(node):
 def conv2d_backprop_filter_kernel(node):
     x, dout = node.inputs
     p, note = conv_geometry(x.type.shape, node.attrs["filter_shape"][:2], dout.type.shape, **_sp(node))
-    return Kernel("conv2d_backprop_filter.c.j2", p, note)
+    # one partial filter gradient per extra thread (CG_MAX_THREADS = 8 in gemm_core.h)
+    return Kernel("conv2d_backprop_filter.c.j2", p, note, scratch=Lin(0, 4 * 7 * p.kh * p.kw * p.c * p.oc))
 
 
 def _sp(node):

@@ -31,6 +31,30 @@ typedef void (*cg_pack_b)(const void *ctx, int p0, int kc, int j0, int nc, float
 static float cg_bpack[CG_MAX_THREADS][CG_KC * (CG_NC + CG_NR)] __attribute__((aligned(64), unused));
 static float cg_apack[CG_MAX_THREADS][(CG_MC + CG_MR) * CG_KC] __attribute__((aligned(64), unused));
 
+/* Threads for one product: what OpenMP would use, capped at the packing buffers we have. */
+static inline int cg_threads(void)
+{
+#ifdef _OPENMP
+    int n = omp_get_max_threads();
+    return n < CG_MAX_THREADS ? n : CG_MAX_THREADS;
+#else
+    return 1;
+#endif
+}
+
+/* Rows that fall in padding read from here, so packing loops need no branch per element. */
+#define CG_ZLEN 1024
+static const float cg_zero[CG_ZLEN] __attribute__((aligned(64), unused));
+
+/* out[j*MR + i] = row[i][j] for j < len: one packed k-column per j, written contiguously. */
+static inline void cg_gather_rows(const float *const row[CG_MR], int len, float *restrict out)
+{
+    for (int j = 0; j < len; j++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < CG_MR; i++) out[j * CG_MR + i] = row[i][j];
+    }
+}
+
 static inline cg_vf cg_load(const float *p) { cg_vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void cg_store(float *p, cg_vf v) { memcpy(p, &v, sizeof v); }
 
@@ -68,14 +92,15 @@ static inline void cg_micro(int kc, const float *restrict a, const float *restri
 }
 
 /* C (+)= A B for rows [m0, m1) of C, on one thread with its own packing buffers. */
-static inline void cg_gemm_rows(int m0, int m1, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
-                         const void *bctx, float *C, int ldc, int accumulate, float *ap, float *bp)
+static inline void cg_gemm_rows(int m0, int m1, int N, int k0, int k1, cg_pack_a pa, const void *actx,
+                                cg_pack_b pb, const void *bctx, float *C, int ldc, int accumulate,
+                                float *ap, float *bp)
 {
     for (int jc = 0; jc < N; jc += CG_NC) {
         int nc = N - jc < CG_NC ? N - jc : CG_NC;
-        for (int pc = 0; pc < K; pc += CG_KC) {
-            int kc = K - pc < CG_KC ? K - pc : CG_KC;
-            int acc = accumulate || pc > 0;
+        for (int pc = k0; pc < k1; pc += CG_KC) {
+            int kc = k1 - pc < CG_KC ? k1 - pc : CG_KC;
+            int acc = accumulate || pc > k0;
             pb(bctx, pc, kc, jc, nc, bp);
             for (int ic = m0; ic < m1; ic += CG_MC) {
                 int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
@@ -96,7 +121,7 @@ static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, 
 {
     (void)threads;
 #ifdef _OPENMP
-#pragma omp parallel if (threads && M >= 2 * CG_MR)
+#pragma omp parallel if (threads && M >= 2 * CG_MR) num_threads(cg_threads())
 #endif
     {
         int t = 0, nt = 1;
@@ -107,7 +132,46 @@ static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, 
         int m0 = (int)((long)tiles * t / nt) * CG_MR, m1 = (int)((long)tiles * (t + 1) / nt) * CG_MR;
         if (m1 > M) m1 = M;
         if (m0 < m1)
-            cg_gemm_rows(m0, m1, N, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t], cg_bpack[t]);
+            cg_gemm_rows(m0, m1, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t], cg_bpack[t]);
+    }
+}
+
+/* C = A B with the K dimension split among threads: for products whose B is large and whose
+ * C is small (filter gradients sum over every pixel of the batch), so no thread packs B twice.
+ * Thread t sums its K range into its own partial (thread 0 into C), then the partials are added
+ * to C in thread order: deterministic for a given thread count. `partials` holds
+ * (CG_MAX_THREADS - 1) * M * N floats. */
+static inline void cg_gemm_splitk(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+                                  const void *bctx, float *C, int ldc, int threads, float *partials)
+{
+    (void)threads, (void)partials;
+#ifdef _OPENMP
+#pragma omp parallel if (threads) num_threads(cg_threads())
+#endif
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), nt = omp_get_num_threads();
+#endif
+        int blocks = (K + CG_KC - 1) / CG_KC;
+        int k0 = (int)((long)blocks * t / nt) * CG_KC, k1 = (int)((long)blocks * (t + 1) / nt) * CG_KC;
+        if (k1 > K) k1 = K;
+        float *dst = t == 0 ? C : partials + (long)(t - 1) * M * N;
+        int ld = t == 0 ? ldc : N;
+        if (k0 < k1)
+            cg_gemm_rows(0, M, N, k0, k1, pa, actx, pb, bctx, dst, ld, 0, cg_apack[t], cg_bpack[t]);
+        else
+            for (int i = 0; i < M; i++) memset(dst + (long)i * ld, 0, (size_t)N * sizeof(float));
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        int r0 = (int)((long)M * t / nt), r1 = (int)((long)M * (t + 1) / nt);
+        for (int u = 1; u < nt; u++)
+            for (int i = r0; i < r1; i++) {
+                const float *src = partials + (long)(u - 1) * M * N + (long)i * N;
+                float *row = C + (long)i * ldc;
+                for (int j = 0; j < N; j++) row[j] += src[j];
+            }
     }
 }
 
@@ -255,17 +319,16 @@ static inline void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, i
         for (int k = p0; k < p0 + kc;) {
             int tap = k / rowlen, off = k - tap * rowlen, kh = tap / g->KW, kw = tap % g->KW;
             int run = rowlen - off < p0 + kc - k ? rowlen - off : p0 + kc - k;
-            float *o = out + (long)(k - p0) * CG_MR;
+            if (run > CG_ZLEN) run = CG_ZLEN;
+            const float *row[CG_MR];
             for (int i = 0; i < CG_MR; i++) {
                 int th = ih[i] + g->PT - kh, tw = iw[i] + g->PL - kw;
                 int oh = g->SH == 1 ? th : th / g->SH, ow = g->SW == 1 ? tw : tw / g->SW;
-                if (valid[i] && th >= 0 && tw >= 0 && (g->SH == 1 || th % g->SH == 0) &&
-                    (g->SW == 1 || tw % g->SW == 0) && oh < g->OH && ow < g->OW) {
-                    const float *src = g->dy + (((long)nn[i] * g->OH + oh) * g->OW + ow) * g->OC + off;
-                    for (int j = 0; j < run; j++) o[j * CG_MR + i] = src[j];
-                } else
-                    for (int j = 0; j < run; j++) o[j * CG_MR + i] = 0.f;
+                int hit = valid[i] && th >= 0 && tw >= 0 && (g->SH == 1 || th % g->SH == 0) &&
+                          (g->SW == 1 || tw % g->SW == 0) && oh < g->OH && ow < g->OW;
+                row[i] = hit ? g->dy + (((long)nn[i] * g->OH + oh) * g->OW + ow) * g->OC + off : cg_zero;
             }
+            cg_gather_rows(row, run, out + (long)(k - p0) * CG_MR);
             k += run;
         }
         out += (long)kc * CG_MR;

@@ -31,7 +31,8 @@ void conv_bwd_filter(const float *x, const float *dy, float *df, int N, int H, i
                      int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
     cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
     cg_dense b = {dy, OC, 1};
-    cg_gemm(KH * KW * C, OC, N * OH * OW, cg_pack_a_im2col_t, &g, cg_pack_b_dense, &b, df, OC, 0, 1);
+    static float partials[7 * 64 * 64 * 9];
+    cg_gemm_splitk(KH * KW * C, OC, N * OH * OW, cg_pack_a_im2col_t, &g, cg_pack_b_dense, &b, df, OC, 1, partials);
 }
 void conv_bwd_input(const float *dy, const float *f, float *dx, int N, int H, int W, int C, int OH, int OW,
                     int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
