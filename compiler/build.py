@@ -102,7 +102,10 @@ def build_files(files: emit.GeneratedFiles, out_dir: Path, emit_only: bool = Fal
         for old in pkg.glob(f"_{files.symbol}_*{suffix}"):
             if old != so:
                 old.unlink(missing_ok=True)
-    return import_package(pkg, key)
+    # Specs that differ only in run-time values (a learning rate) share the extension but not the
+    # manifest, so the imported package is keyed by both.
+    pkg_key = hashlib.sha256((key + json.dumps(manifest, sort_keys=True)).encode()).hexdigest()[:12]
+    return import_package(pkg, pkg_key)
 
 
 def _write(path: Path, text: str) -> None:
