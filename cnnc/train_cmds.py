@@ -30,7 +30,7 @@ def add_subcommands(sub) -> None:
 
     t = sub.add_parser("train", help="train a spec on an image folder or the built-in digits")
     common(t)
-    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--lr", type=float, help="learning rate (default: the spec's optimizer's)")
     t.add_argument("--validation-split", type=float, default=0.1,
                    help="fraction of the training data held out to pick the best checkpoint")
