@@ -213,6 +213,38 @@ static inline void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int 
     }
 }
 
+/* C = A B for fewer rows than a micro-tile (batch-1 inference): packing B would cost more
+ * than the product, so each output is a dot product or an axpy straight from A and B.
+ * Columns are split among threads; each output sums over K in one fixed order. */
+static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const cg_dense *B,
+                                   float *C, int ldc, int threads)
+{
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (threads && N >= 256) num_threads(cg_threads())
+#endif
+    for (int j0 = 0; j0 < N; j0 += 64) {
+        int j1 = N - j0 < 64 ? N : j0 + 64;
+        for (int i = 0; i < M; i++) {
+            float *c = C + (long)i * ldc;
+            if (B->cs == 1) {                         /* rows of B contiguous: axpy over columns */
+                for (int j = j0; j < j1; j++) c[j] = 0.f;
+                for (int k = 0; k < K; k++) {
+                    const float a = A->p[(long)i * A->rs + (long)k * A->cs];
+                    const float *b = B->p + (long)k * B->rs;
+                    for (int j = j0; j < j1; j++) c[j] += a * b[j];
+                }
+            } else                                    /* columns of B contiguous: dot products */
+                for (int j = j0; j < j1; j++) {
+                    const float *b = B->p + (long)j * B->cs;
+                    float sum = 0.f;
+                    for (int k = 0; k < K; k++) sum += A->p[(long)i * A->rs + (long)k * A->cs] * b[(long)k * B->rs];
+                    c[j] = sum;
+                }
+        }
+    }
+}
+
 /* Convolution geometry (NHWC input, TF filter [KH, KW, C, OC]). */
 typedef struct { const float *x; int H, W, C, OH, OW, KH, KW, SH, SW, PT, PL; } cg_conv;
 
