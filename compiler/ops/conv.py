@@ -24,8 +24,9 @@ def conv_geometry(in_shape, filter_hw, out_shape, strides, padding):
 def conv2d_kernel(node):
     x, f = node.inputs
     p, note = conv_geometry(x.type.shape, f.type.shape[:2], node.out.type.shape, **_sp(node))
-    p = record(**dict(p.items), pointwise=(p.kh, p.kw, p.sh, p.sw, p.padded) == (1, 1, 1, 1, False))
-    return Kernel("conv2d.c.j2", p, note)
+    # scratch: the input with its zero border, so every window lies inside
+    padded = ((p.oh - 1) * p.sh + p.kh) * ((p.ow - 1) * p.sw + p.kw) * p.c
+    return Kernel("conv2d.c.j2", p, note, scratch=Lin.of(x.type.shape[0]) * (4 * padded))
 
 
 def conv2d_transpose_kernel(node):
@@ -37,9 +38,14 @@ def conv2d_transpose_kernel(node):
     if p.c < 16:
         k = p.kh * p.kw * p.c
         tile = max(64, min(4096, (1 << 20) // k))
-        p = record(**dict(p.items), col2im=True, tile=tile)
+        p = record(**dict(p.items), col2im=True, direct=False, tile=tile)
         return Kernel("conv2d_transpose.c.j2", p, note, scratch=Lin(0, 4 * tile * k))
-    return Kernel("conv2d_transpose.c.j2", record(**dict(p.items), col2im=False), note)
+    if (p.sh, p.sw) == (1, 1):
+        # stride 1: a direct conv of dy padded to (h + kh - 1) x (w + kw - 1), kept in scratch
+        padded = (p.h + p.kh - 1) * (p.w + p.kw - 1) * p.oc
+        return Kernel("conv2d_transpose.c.j2", record(**dict(p.items), col2im=False, direct=True), note,
+                      scratch=Lin.of(node.out.type.shape[0]) * (4 * padded))
+    return Kernel("conv2d_transpose.c.j2", record(**dict(p.items), col2im=False, direct=False), note)
 
 
 def conv2d_backprop_filter_kernel(node):

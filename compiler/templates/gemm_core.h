@@ -91,6 +91,42 @@ static inline void cg_micro(int kc, const float *restrict a, const float *restri
             c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
 }
 
+/* As cg_micro, but row i of A is read at a[i][k] straight from memory (no packing). */
+static inline void cg_micro_ptr(int kc, const float *const a[CG_MR], const float *restrict b,
+                                float *restrict c, int ldc, int mr, int nr, int accumulate)
+{
+    cg_vf acc[CG_MR][CG_NRV];
+    for (int i = 0; i < CG_MR; i++)
+        for (int j = 0; j < CG_NRV; j++)
+            acc[i][j] = (cg_vf){0};
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5],
+                *a6 = a[6], *a7 = a[7], *a8 = a[8], *a9 = a[9], *a10 = a[10], *a11 = a[11];
+    for (int k = 0; k < kc; k++) {
+        cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
+        const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k]};
+#pragma GCC unroll 12
+        for (int i = 0; i < CG_MR; i++) {
+            acc[i][0] += ak[i] * b0;
+            acc[i][1] += ak[i] * b1;
+        }
+    }
+    if (mr == CG_MR && nr == CG_NR) {
+        for (int i = 0; i < CG_MR; i++)
+            for (int j = 0; j < CG_NRV; j++) {
+                float *p = c + i * ldc + j * CG_VL;
+                cg_store(p, accumulate ? cg_load(p) + acc[i][j] : acc[i][j]);
+            }
+        return;
+    }
+    float tile[CG_MR * CG_NR] __attribute__((aligned(64)));
+    for (int i = 0; i < CG_MR; i++)
+        for (int j = 0; j < CG_NRV; j++)
+            cg_store(tile + i * CG_NR + j * CG_VL, acc[i][j]);
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++)
+            c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
+}
+
 /* C (+)= A B for rows [m0, m1) of C, on one thread with its own packing buffers. */
 static inline void cg_gemm_rows(int m0, int m1, int N, int k0, int k1, cg_pack_a pa, const void *actx,
                                 cg_pack_b pb, const void *bctx, float *C, int ldc, int accumulate,
@@ -288,6 +324,91 @@ static inline void cg_pack_a_im2col(const void *ctx, int i0, int mc, int p0, int
             k += run;
         }
         out += (long)kc * CG_MR;
+    }
+}
+
+/* B for the input gradient as a direct conv of dy: rows (a, b, oc) of the filter turned 180
+ * degrees, columns c: element ((a, b, oc), c) is f[KH-1-a, KW-1-b, c, oc]. */
+typedef struct { const float *f; int KH, KW, C, OC; } cg_filt_rot;
+
+static inline void cg_pack_b_filt_rot(const void *ctx, int p0, int kc, int j0, int nc, float *out)
+{
+    const cg_filt_rot *g = ctx;
+    for (int s = 0; s < nc; s += CG_NR)
+        for (int k = p0; k < p0 + kc; k++) {
+            int tap = k / g->OC, oc = k - tap * g->OC, a = tap / g->KW, b = tap % g->KW;
+            const float *base = g->f + ((long)(g->KH - 1 - a) * g->KW + (g->KW - 1 - b)) * g->C * g->OC + oc;
+            for (int j = 0; j < CG_NR; j++)
+                *out++ = s + j < nc ? base[(long)(j0 + s + j) * g->OC] : 0.f;
+        }
+}
+
+/* conv2d forward without packing A. The input is first copied into `xpad` with its zero
+ * border, so every window lies inside; in NHWC the KW*C values of one kernel row of a window
+ * are then contiguous, and a micro-tile reads its 12 output pixels' rows through pointers.
+ * K is walked one kernel row (kh) at a time; B (the filter, as rows (kh, kw, c)) comes through
+ * a packer. Rows are split among threads as in cg_gemm. */
+static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
+                                  float *out, float *xpad, int threads)
+{
+    const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
+    const long img = (long)Hp * Wp * g->C;
+    const int rowlen = g->KW * g->C, M = batch * g->OH * g->OW;
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(cg_threads()) if (threads)
+#endif
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), nt = omp_get_num_threads();
+#endif
+        /* the padded copy, split by image among threads */
+        for (int n = (int)((long)batch * t / nt); n < (int)((long)batch * (t + 1) / nt); n++)
+            for (int y = 0; y < Hp; y++) {
+                float *dst = xpad + n * img + (long)y * Wp * g->C;
+                int iy = y - g->PT;
+                for (int xx = 0; xx < Wp; xx++) {
+                    int ix = xx - g->PL;
+                    if (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W)
+                        memcpy(dst + (long)xx * g->C, g->x + (((long)n * g->H + iy) * g->W + ix) * g->C,
+                               (size_t)g->C * sizeof(float));
+                    else
+                        memset(dst + (long)xx * g->C, 0, (size_t)g->C * sizeof(float));
+                }
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        int tiles = (M + CG_MR - 1) / CG_MR;
+        int m0 = (int)((long)tiles * t / nt) * CG_MR, m1 = (int)((long)tiles * (t + 1) / nt) * CG_MR;
+        if (m1 > M) m1 = M;
+        float *bp = cg_bpack[t];
+        const float *base[CG_MC + CG_MR];
+        for (int jc = 0; jc < OC && m0 < m1; jc += CG_NC) {
+            int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
+            for (int ic = m0; ic < m1; ic += CG_MC) {
+                int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
+                for (int i = 0; i < mc + CG_MR; i++) {       /* each pixel's window origin */
+                    int m = ic + (i < mc ? i : mc - 1), n = m / (g->OH * g->OW), r = m % (g->OH * g->OW);
+                    base[i] = xpad + n * img + ((long)(r / g->OW) * g->SH * Wp + (long)(r % g->OW) * g->SW) * g->C;
+                }
+                for (int kh = 0; kh < g->KH; kh++)
+                    for (int kk = 0; kk < rowlen; kk += CG_KC) {
+                        int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC;
+                        int acc = kh > 0 || kk > 0;
+                        pb(bctx, kh * rowlen + kk, kc, jc, nc, bp);
+                        const long off = (long)kh * Wp * g->C + kk;
+                        for (int jr = 0; jr < nc; jr += CG_NR)
+                            for (int ir = 0; ir < mc; ir += CG_MR) {
+                                const float *rows[CG_MR];
+                                for (int i = 0; i < CG_MR; i++) rows[i] = base[ir + i] + off;
+                                cg_micro_ptr(kc, rows, bp + jr * kc, out + (long)(ic + ir) * OC + jc + jr, OC,
+                                             mc - ir < CG_MR ? mc - ir : CG_MR, nc - jr < CG_NR ? nc - jr : CG_NR, acc);
+                            }
+                    }
+            }
+        }
     }
 }
 

@@ -101,3 +101,36 @@ def test_conv_as_gemm(lib, trial):
     dx = np.empty_like(x)
     lib.conv_bwd_input(_p(dy), _p(f), _p(dx), *geo)
     assert _rel(dx, ref.conv2d_backprop_input(x.shape, f, dy, strides, pad)) < 1e-5
+
+
+DIRECT = r'''
+#include "gemm_core.h"
+void conv_direct(const float *x, const float *f, float *out, float *xpad, int N, int H, int W, int C,
+                 int OH, int OW, int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
+    cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
+    cg_dense b = {f, OC, 1};
+    cg_conv_direct(&g, N, cg_pack_b_dense, &b, OC, out, xpad, 1);
+}
+'''
+
+
+@pytest.fixture(scope="module")
+def direct(tmp_path_factory):
+    d = tmp_path_factory.mktemp("direct")
+    shutil.copy(CORE, d / "gemm_core.h")
+    (d / "d.c").write_text(DIRECT)
+    so = d / "libd.so"
+    subprocess.run(["gcc", "-O2", "-march=native", "-fopenmp", "-Wall", "-Wextra", "-Werror", "-shared",
+                    "-fPIC", str(d / "d.c"), "-o", str(so)], check=True, capture_output=True)
+    return ctypes.CDLL(str(so))
+
+
+@pytest.mark.parametrize("trial", range(24))
+def test_direct_conv(direct, trial):
+    rng = np.random.default_rng(100 + trial)
+    geo, x, f, dy, strides, pad = _case(rng, trial)
+    n, h, w, c, oh, ow, kh, kw, oc, s, _, _, _ = geo
+    xpad = np.empty(n * ((oh - 1) * s + kh) * ((ow - 1) * s + kw) * c, np.float32)
+    out = np.empty(dy.shape, np.float32)
+    direct.conv_direct(_p(x), _p(f), _p(out), _p(xpad), *geo)
+    assert _rel(out, ref.conv2d(x, f, strides, pad)) < 1e-5
