@@ -385,8 +385,14 @@ static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, con
         if (m1 > M) m1 = M;
         float *bp = cg_bpack[t];
         const float *base[CG_MC + CG_MR];
+        const int K = g->KH * rowlen;
         for (int jc = 0; jc < OC && m0 < m1; jc += CG_NC) {
             int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
+            /* The whole filter block fits the packing buffer (it does for typical convs): pack
+               it once and address each (kh, kk) slice inside it; else pack per slice. */
+            int whole = (long)K * ((nc + CG_NR - 1) / CG_NR * CG_NR) <= CG_KC * (CG_NC + CG_NR);
+            if (whole)
+                pb(bctx, 0, K, jc, nc, bp);
             for (int ic = m0; ic < m1; ic += CG_MC) {
                 int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
                 for (int i = 0; i < mc + CG_MR; i++) {       /* each pixel's window origin */
@@ -395,17 +401,20 @@ static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, con
                 }
                 for (int kh = 0; kh < g->KH; kh++)
                     for (int kk = 0; kk < rowlen; kk += CG_KC) {
-                        int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC;
+                        int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC, k0 = kh * rowlen + kk;
                         int acc = kh > 0 || kk > 0;
-                        pb(bctx, kh * rowlen + kk, kc, jc, nc, bp);
+                        if (!whole)
+                            pb(bctx, k0, kc, jc, nc, bp);
                         const long off = (long)kh * Wp * g->C + kk;
-                        for (int jr = 0; jr < nc; jr += CG_NR)
+                        for (int jr = 0; jr < nc; jr += CG_NR) {
+                            const float *bpanel = whole ? bp + (long)jr * K + (long)k0 * CG_NR : bp + (long)jr * kc;
                             for (int ir = 0; ir < mc; ir += CG_MR) {
                                 const float *rows[CG_MR];
                                 for (int i = 0; i < CG_MR; i++) rows[i] = base[ir + i] + off;
-                                cg_micro_ptr(kc, rows, bp + jr * kc, out + (long)(ic + ir) * OC + jc + jr, OC,
+                                cg_micro_ptr(kc, rows, bpanel, out + (long)(ic + ir) * OC + jc + jr, OC,
                                              mc - ir < CG_MR ? mc - ir : CG_MR, nc - jr < CG_NR ? nc - jr : CG_NR, acc);
                             }
+                        }
                     }
             }
         }
