@@ -51,8 +51,11 @@ def conv2d_transpose_kernel(node):
 def conv2d_backprop_filter_kernel(node):
     x, dout = node.inputs
     p, note = conv_geometry(x.type.shape, node.attrs["filter_shape"][:2], dout.type.shape, **_sp(node))
-    # one partial filter gradient per extra thread (CG_MAX_THREADS = 8 in gemm_core.h)
-    return Kernel("conv2d_backprop_filter.c.j2", p, note, scratch=Lin(0, 4 * 7 * p.kh * p.kw * p.c * p.oc))
+    # partials: one filter gradient per extra thread (CG_MAX_THREADS = 8 in gemm_core.h);
+    # scratch: the input with its zero border, plus slack the last row tiles read
+    padded = ((p.oh - 1) * p.sh + p.kh) * ((p.ow - 1) * p.sw + p.kw) * p.c + 16
+    p = record(**dict(p.items), partials=7 * p.kh * p.kw * p.c * p.oc)
+    return Kernel("conv2d_backprop_filter.c.j2", p, note, scratch=Lin.of(x.type.shape[0]) * (4 * padded))
 
 
 def _sp(node):

@@ -343,6 +343,26 @@ static inline void cg_pack_b_filt_rot(const void *ctx, int p0, int kc, int j0, i
         }
 }
 
+/* Copy images [batch*t/nt, batch*(t+1)/nt) of g->x into xpad with the zero border that makes
+ * every window of the conv lie inside (Hp x Wp per image). */
+static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp, int Wp, int t, int nt)
+{
+    const long img = (long)Hp * Wp * g->C;
+    for (int n = (int)((long)batch * t / nt); n < (int)((long)batch * (t + 1) / nt); n++)
+        for (int y = 0; y < Hp; y++) {
+            float *dst = xpad + n * img + (long)y * Wp * g->C;
+            int iy = y - g->PT;
+            for (int xx = 0; xx < Wp; xx++) {
+                int ix = xx - g->PL;
+                if (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W)
+                    memcpy(dst + (long)xx * g->C, g->x + (((long)n * g->H + iy) * g->W + ix) * g->C,
+                           (size_t)g->C * sizeof(float));
+                else
+                    memset(dst + (long)xx * g->C, 0, (size_t)g->C * sizeof(float));
+            }
+        }
+}
+
 /* conv2d forward without packing A. The input is first copied into `xpad` with its zero
  * border, so every window lies inside; in NHWC the KW*C values of one kernel row of a window
  * are then contiguous, and a micro-tile reads its 12 output pixels' rows through pointers.
@@ -363,20 +383,7 @@ static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, con
 #ifdef _OPENMP
         t = omp_get_thread_num(), nt = omp_get_num_threads();
 #endif
-        /* the padded copy, split by image among threads */
-        for (int n = (int)((long)batch * t / nt); n < (int)((long)batch * (t + 1) / nt); n++)
-            for (int y = 0; y < Hp; y++) {
-                float *dst = xpad + n * img + (long)y * Wp * g->C;
-                int iy = y - g->PT;
-                for (int xx = 0; xx < Wp; xx++) {
-                    int ix = xx - g->PL;
-                    if (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W)
-                        memcpy(dst + (long)xx * g->C, g->x + (((long)n * g->H + iy) * g->W + ix) * g->C,
-                               (size_t)g->C * sizeof(float));
-                    else
-                        memset(dst + (long)xx * g->C, 0, (size_t)g->C * sizeof(float));
-                }
-            }
+        cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -418,6 +425,99 @@ static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, con
                     }
             }
         }
+    }
+}
+
+/* As cg_micro, but column k of A is MR consecutive floats at cols[k] + off (no packing). */
+static inline void cg_micro_cols(int kc, const float *const *cols, long off, const float *restrict b,
+                                 float *restrict c, int ldc, int mr, int nr, int accumulate)
+{
+    cg_vf acc[CG_MR][CG_NRV];
+    for (int i = 0; i < CG_MR; i++)
+        for (int j = 0; j < CG_NRV; j++)
+            acc[i][j] = (cg_vf){0};
+    for (int k = 0; k < kc; k++) {
+        cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
+        const float *ak = cols[k] + off;
+#pragma GCC unroll 12
+        for (int i = 0; i < CG_MR; i++) {
+            acc[i][0] += ak[i] * b0;
+            acc[i][1] += ak[i] * b1;
+        }
+    }
+    float tile[CG_MR * CG_NR] __attribute__((aligned(64)));
+    for (int i = 0; i < CG_MR; i++)
+        for (int j = 0; j < CG_NRV; j++)
+            cg_store(tile + i * CG_NR + j * CG_VL, acc[i][j]);
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++)
+            c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
+}
+
+/* conv2d filter gradient without packing A: df[(kh, kw, c), oc] = sum over pixels p of
+ * xpad_window(p)[kh][(kw, c)] * dy[p, oc]. For one pixel and kernel row the (kw, c) values are
+ * contiguous in xpad, so the micro-kernel reads 12 rows of A from one pointer per pixel. The
+ * pixels are split among threads, each summing into its own partial (thread 0 into df); the
+ * partials are added in thread order: deterministic for a given thread count. `xpad` holds the
+ * padded input plus MR floats of slack; `partials` (CG_MAX_THREADS - 1) filter-sized blocks. */
+static inline void cg_conv_filter_grad(const cg_conv *g, int batch, const float *dy, int OC, float *df,
+                                       float *xpad, float *partials, int threads)
+{
+    const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
+    const long img = (long)Hp * Wp * g->C;
+    const int rowlen = g->KW * g->C, rows = g->KH * rowlen, P = batch * g->OH * g->OW;
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(cg_threads()) if (threads)
+#endif
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), nt = omp_get_num_threads();
+#endif
+        cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
+        if (t == nt - 1)                   /* slack: read, then discarded, by the last row tiles */
+            memset(xpad + batch * img, 0, CG_MR * sizeof(float));
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        int blocks = (P + CG_KC - 1) / CG_KC;
+        int k0 = (int)((long)blocks * t / nt) * CG_KC, k1 = (int)((long)blocks * (t + 1) / nt) * CG_KC;
+        if (k1 > P) k1 = P;
+        float *dst = t == 0 ? df : partials + (long)(t - 1) * rows * OC;
+        if (k0 >= k1)
+            memset(dst, 0, (size_t)rows * OC * sizeof(float));
+        float *bp = cg_bpack[t];
+        const float *cols[CG_KC];
+        for (int pc = k0; pc < k1; pc += CG_KC) {
+            int kc = k1 - pc < CG_KC ? k1 - pc : CG_KC;
+            for (int k = 0; k < kc; k++) {
+                int p = pc + k, n = p / (g->OH * g->OW), r = p % (g->OH * g->OW);
+                cols[k] = xpad + n * img + ((long)(r / g->OW) * g->SH * Wp + (long)(r % g->OW) * g->SW) * g->C;
+            }
+            for (int jc = 0; jc < OC; jc += CG_NC) {
+                int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
+                cg_dense b = {.p = dy, .rs = OC, .cs = 1};
+                cg_pack_b_dense(&b, pc, kc, jc, nc, bp);
+                for (int kh = 0; kh < g->KH; kh++)
+                    for (int i0 = 0; i0 < rowlen; i0 += CG_MR)
+                        for (int jr = 0; jr < nc; jr += CG_NR)
+                            cg_micro_cols(kc, cols, (long)kh * Wp * g->C + i0, bp + (long)jr * kc,
+                                          dst + (long)(kh * rowlen + i0) * OC + jc + jr, OC,
+                                          rowlen - i0 < CG_MR ? rowlen - i0 : CG_MR,
+                                          nc - jr < CG_NR ? nc - jr : CG_NR, pc > k0);
+            }
+        }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        int r0 = (int)((long)rows * t / nt), r1 = (int)((long)rows * (t + 1) / nt);
+        for (int u = 1; u < nt; u++)
+            for (int i = r0; i < r1; i++) {
+                const float *src = partials + (long)(u - 1) * rows * OC + (long)i * OC;
+                float *row = df + (long)i * OC;
+                for (int j = 0; j < OC; j++) row[j] += src[j];
+            }
     }
 }
 

@@ -111,6 +111,12 @@ void conv_direct(const float *x, const float *f, float *out, float *xpad, int N,
     cg_dense b = {f, OC, 1};
     cg_conv_direct(&g, N, cg_pack_b_dense, &b, OC, out, xpad, 1);
 }
+void filter_grad_direct(const float *x, const float *dy, float *df, float *xpad, int N, int H, int W, int C,
+                        int OH, int OW, int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
+    static float partials[7 * 64 * 64 * 9];
+    cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
+    cg_conv_filter_grad(&g, N, dy, OC, df, xpad, partials, 1);
+}
 '''
 
 
@@ -134,3 +140,7 @@ def test_direct_conv(direct, trial):
     out = np.empty(dy.shape, np.float32)
     direct.conv_direct(_p(x), _p(f), _p(out), _p(xpad), *geo)
     assert _rel(out, ref.conv2d(x, f, strides, pad)) < 1e-5
+    xpad = np.empty(xpad.size + 16, np.float32)          # + slack the filter gradient may read
+    df = np.empty_like(f)
+    direct.filter_grad_direct(_p(x), _p(dy), _p(df), _p(xpad), *geo)
+    assert _rel(df, ref.conv2d_backprop_filter(x, f.shape, dy, strides, pad)) < 1e-5
