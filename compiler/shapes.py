@@ -17,6 +17,7 @@ from . import initializers, layers, optimizers
 from .builder import Builder
 from .ir import Graph, Init, Optimizer, Value
 from .ops import REGISTRY, REQUIRED, OpDef, OpError, public_ops
+from .ops.common import fmt as _show
 from .types import DECLARABLE_DTYPES, Sym, TensorType
 
 
@@ -662,14 +663,6 @@ def _int_list(v, kind: str) -> bool:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _show(v) -> str:
-    if isinstance(v, tuple):
-        return "[" + ", ".join(_show(x) for x in v) + "]"
-    if isinstance(v, str):
-        return f'"{v}"'
-    return str(v)
 
 
 def signature(opdef: OpDef) -> str:

@@ -58,6 +58,27 @@ static inline void cg_gather_rows(const float *const row[CG_MR], int len, float 
 static inline cg_vf cg_load(const float *p) { cg_vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void cg_store(float *p, cg_vf v) { memcpy(p, &v, sizeof v); }
 
+/* Store (or add) a micro-tile's accumulators into C; edge tiles keep only mr x nr of them. */
+static inline void cg_writeback(cg_vf acc[CG_MR][CG_NRV], float *restrict c, int ldc, int mr, int nr,
+                                int accumulate)
+{
+    if (mr == CG_MR && nr == CG_NR) {
+        for (int i = 0; i < CG_MR; i++)
+            for (int j = 0; j < CG_NRV; j++) {
+                float *p = c + i * ldc + j * CG_VL;
+                cg_store(p, accumulate ? cg_load(p) + acc[i][j] : acc[i][j]);
+            }
+        return;
+    }
+    float tile[CG_MR * CG_NR] __attribute__((aligned(64)));
+    for (int i = 0; i < CG_MR; i++)
+        for (int j = 0; j < CG_NRV; j++)
+            cg_store(tile + i * CG_NR + j * CG_VL, acc[i][j]);
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++)
+            c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
+}
+
 static inline void cg_micro(int kc, const float *restrict a, const float *restrict b,
                      float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
@@ -74,21 +95,7 @@ static inline void cg_micro(int kc, const float *restrict a, const float *restri
             acc[i][1] += ak[i] * b1;
         }
     }
-    if (mr == CG_MR && nr == CG_NR) {
-        for (int i = 0; i < CG_MR; i++)
-            for (int j = 0; j < CG_NRV; j++) {
-                float *p = c + i * ldc + j * CG_VL;
-                cg_store(p, accumulate ? cg_load(p) + acc[i][j] : acc[i][j]);
-            }
-        return;
-    }
-    float tile[CG_MR * CG_NR] __attribute__((aligned(64)));
-    for (int i = 0; i < CG_MR; i++)
-        for (int j = 0; j < CG_NRV; j++)
-            cg_store(tile + i * CG_NR + j * CG_VL, acc[i][j]);
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++)
-            c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
+    cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
 /* As cg_micro, but row i of A is read at a[i][k] straight from memory (no packing). */
@@ -110,21 +117,7 @@ static inline void cg_micro_ptr(int kc, const float *const a[CG_MR], const float
             acc[i][1] += ak[i] * b1;
         }
     }
-    if (mr == CG_MR && nr == CG_NR) {
-        for (int i = 0; i < CG_MR; i++)
-            for (int j = 0; j < CG_NRV; j++) {
-                float *p = c + i * ldc + j * CG_VL;
-                cg_store(p, accumulate ? cg_load(p) + acc[i][j] : acc[i][j]);
-            }
-        return;
-    }
-    float tile[CG_MR * CG_NR] __attribute__((aligned(64)));
-    for (int i = 0; i < CG_MR; i++)
-        for (int j = 0; j < CG_NRV; j++)
-            cg_store(tile + i * CG_NR + j * CG_VL, acc[i][j]);
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++)
-            c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
+    cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
 /* C (+)= A B for rows [m0, m1) of C, on one thread with its own packing buffers. */
@@ -445,13 +438,7 @@ static inline void cg_micro_cols(int kc, const float *const *cols, long off, con
             acc[i][1] += ak[i] * b1;
         }
     }
-    float tile[CG_MR * CG_NR] __attribute__((aligned(64)));
-    for (int i = 0; i < CG_MR; i++)
-        for (int j = 0; j < CG_NRV; j++)
-            cg_store(tile + i * CG_NR + j * CG_VL, acc[i][j]);
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++)
-            c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
+    cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
 /* conv2d filter gradient without packing A: df[(kh, kw, c), oc] = sum over pixels p of
