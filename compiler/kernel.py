@@ -189,6 +189,19 @@ class Pointwise:
     out_size: Lin = Lin()
     scale: str | None = None          # divide the output by this afterwards (reduce_mean)
 
+    @property
+    def parallel(self) -> bool:
+        """Threads may split the outer loop: each point assigns its own output element (no
+        reduction), and the output moves along that loop, so the slices are disjoint."""
+        return self.init is None and bool(self.nest.loops) and not self.nest.loops[0].strides[0].is_zero
+
+    @property
+    def points(self) -> Lin:
+        n = Lin(0, 1)
+        for loop in self.nest.loops:
+            n = n * loop.extent
+        return n
+
 
 def operand(k: int, nest_: Nest, names: tuple[str, ...]) -> str:
     return f"{names[k]}[{nest_.idx[k]}]"
