@@ -165,45 +165,6 @@ static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, 
     }
 }
 
-/* C = A B with the K dimension split among threads: for products whose B is large and whose
- * C is small (filter gradients sum over every pixel of the batch), so no thread packs B twice.
- * Thread t sums its K range into its own partial (thread 0 into C), then the partials are added
- * to C in thread order: deterministic for a given thread count. `partials` holds
- * (CG_MAX_THREADS - 1) * M * N floats. */
-static inline void cg_gemm_splitk(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
-                                  const void *bctx, float *C, int ldc, int threads, float *partials)
-{
-    (void)threads, (void)partials;
-#ifdef _OPENMP
-#pragma omp parallel if (threads) num_threads(cg_threads())
-#endif
-    {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num(), nt = omp_get_num_threads();
-#endif
-        int blocks = (K + CG_KC - 1) / CG_KC;
-        int k0 = (int)((long)blocks * t / nt) * CG_KC, k1 = (int)((long)blocks * (t + 1) / nt) * CG_KC;
-        if (k1 > K) k1 = K;
-        float *dst = t == 0 ? C : partials + (long)(t - 1) * M * N;
-        int ld = t == 0 ? ldc : N;
-        if (k0 < k1)
-            cg_gemm_rows(0, M, N, k0, k1, pa, actx, pb, bctx, dst, ld, 0, cg_apack[t], cg_bpack[t]);
-        else
-            for (int i = 0; i < M; i++) memset(dst + (long)i * ld, 0, (size_t)N * sizeof(float));
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-        int r0 = (int)((long)M * t / nt), r1 = (int)((long)M * (t + 1) / nt);
-        for (int u = 1; u < nt; u++)
-            for (int i = r0; i < r1; i++) {
-                const float *src = partials + (long)(u - 1) * M * N + (long)i * N;
-                float *row = C + (long)i * ldc;
-                for (int j = 0; j < N; j++) row[j] += src[j];
-            }
-    }
-}
-
 /* ---- packers ---------------------------------------------------------------------------- */
 
 /* A dense matrix: element (i, k) at p[i*rs + k*cs] (rs/cs swap for a transpose). */
@@ -277,49 +238,6 @@ static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const
 /* Convolution geometry (NHWC input, TF filter [KH, KW, C, OC]). */
 typedef struct { const float *x; int H, W, C, OH, OW, KH, KW, SH, SW, PT, PL; } cg_conv;
 
-/* conv2d forward, A = im2col(x): row m = (n, oh, ow), column k = (kh, kw, c).
- * In NHWC the KW*C columns of one kernel row are contiguous in x when the window row lies
- * inside the image: each is one copy; only border windows go element by element. */
-static inline void cg_pack_a_im2col(const void *ctx, int i0, int mc, int p0, int kc, float *out)
-{
-    const cg_conv *g = ctx;
-    const int ohw = g->OH * g->OW, rowlen = g->KW * g->C;
-    for (int s = 0; s < mc; s += CG_MR) {
-        const float *base[CG_MR];
-        int ih0[CG_MR], iw0[CG_MR];
-        for (int i = 0; i < CG_MR; i++) {
-            int m = i0 + s + i;
-            if (s + i >= mc) { base[i] = 0; ih0[i] = iw0[i] = 0; continue; }
-            int n = m / ohw, r = m - n * ohw;
-            ih0[i] = (r / g->OW) * g->SH - g->PT;
-            iw0[i] = (r % g->OW) * g->SW - g->PL;
-            base[i] = g->x + (long)n * g->H * g->W * g->C;
-        }
-        for (int k = p0; k < p0 + kc;) {
-            int kh = k / rowlen, off = k - kh * rowlen;
-            int run = rowlen - off < p0 + kc - k ? rowlen - off : p0 + kc - k;
-            float *o = out + (long)(k - p0) * CG_MR;
-            for (int i = 0; i < CG_MR; i++) {
-                int ih = ih0[i] + kh;
-                if (!base[i] || ih < 0 || ih >= g->H) {
-                    for (int j = 0; j < run; j++) o[j * CG_MR + i] = 0.f;
-                } else if (iw0[i] >= 0 && iw0[i] + g->KW <= g->W) {
-                    const float *src = base[i] + ((long)ih * g->W + iw0[i]) * g->C + off;
-                    for (int j = 0; j < run; j++) o[j * CG_MR + i] = src[j];
-                } else {
-                    const float *row = base[i] + (long)ih * g->W * g->C;
-                    for (int j = 0; j < run; j++) {
-                        int kw = (off + j) / g->C, c = (off + j) - kw * g->C, iw = iw0[i] + kw;
-                        o[j * CG_MR + i] = (iw >= 0 && iw < g->W) ? row[(long)iw * g->C + c] : 0.f;
-                    }
-                }
-            }
-            k += run;
-        }
-        out += (long)kc * CG_MR;
-    }
-}
-
 /* B for the input gradient as a direct conv of dy: rows (a, b, oc) of the filter turned 180
  * degrees, columns c: element ((a, b, oc), c) is f[KH-1-a, KW-1-b, c, oc]. */
 typedef struct { const float *f; int KH, KW, C, OC; } cg_filt_rot;
@@ -334,6 +252,13 @@ static inline void cg_pack_b_filt_rot(const void *ctx, int p0, int kc, int j0, i
             for (int j = 0; j < CG_NR; j++)
                 *out++ = s + j < nc ? base[(long)(j0 + s + j) * g->OC] : 0.f;
         }
+}
+
+/* Where output pixel p's window starts in the padded input (Hp x Wp per image). */
+static inline const float *cg_window(const cg_conv *g, const float *xpad, int Hp, int Wp, int p)
+{
+    int n = p / (g->OH * g->OW), r = p % (g->OH * g->OW);
+    return xpad + (long)n * Hp * Wp * g->C + ((long)(r / g->OW) * g->SH * Wp + (long)(r % g->OW) * g->SW) * g->C;
 }
 
 /* Copy images [batch*t/nt, batch*(t+1)/nt) of g->x into xpad with the zero border that makes
@@ -365,7 +290,6 @@ static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, con
                                   float *out, float *xpad, int threads)
 {
     const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
-    const long img = (long)Hp * Wp * g->C;
     const int rowlen = g->KW * g->C, M = batch * g->OH * g->OW;
     (void)threads;
 #ifdef _OPENMP
@@ -395,10 +319,8 @@ static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, con
                 pb(bctx, 0, K, jc, nc, bp);
             for (int ic = m0; ic < m1; ic += CG_MC) {
                 int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
-                for (int i = 0; i < mc + CG_MR; i++) {       /* each pixel's window origin */
-                    int m = ic + (i < mc ? i : mc - 1), n = m / (g->OH * g->OW), r = m % (g->OH * g->OW);
-                    base[i] = xpad + n * img + ((long)(r / g->OW) * g->SH * Wp + (long)(r % g->OW) * g->SW) * g->C;
-                }
+                for (int i = 0; i < mc + CG_MR; i++)       /* rows past mc repeat the last pixel */
+                    base[i] = cg_window(g, xpad, Hp, Wp, ic + (i < mc ? i : mc - 1));
                 for (int kh = 0; kh < g->KH; kh++)
                     for (int kk = 0; kk < rowlen; kk += CG_KC) {
                         int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC, k0 = kh * rowlen + kk;
@@ -478,10 +400,8 @@ static inline void cg_conv_filter_grad(const cg_conv *g, int batch, const float 
         const float *cols[CG_KC];
         for (int pc = k0; pc < k1; pc += CG_KC) {
             int kc = k1 - pc < CG_KC ? k1 - pc : CG_KC;
-            for (int k = 0; k < kc; k++) {
-                int p = pc + k, n = p / (g->OH * g->OW), r = p % (g->OH * g->OW);
-                cols[k] = xpad + n * img + ((long)(r / g->OW) * g->SH * Wp + (long)(r % g->OW) * g->SW) * g->C;
-            }
+            for (int k = 0; k < kc; k++)
+                cols[k] = cg_window(g, xpad, Hp, Wp, pc + k);
             for (int jc = 0; jc < OC; jc += CG_NC) {
                 int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
                 cg_dense b = {.p = dy, .rs = OC, .cs = 1};
@@ -505,46 +425,6 @@ static inline void cg_conv_filter_grad(const cg_conv *g, int batch, const float 
                 float *row = df + (long)i * OC;
                 for (int j = 0; j < OC; j++) row[j] += src[j];
             }
-    }
-}
-
-/* conv2d filter gradient, A = im2col(x)^T: row k = (kh, kw, c), column m = (n, oh, ow).
- * A sliver's MR consecutive rows lie in at most a few kernel rows, and within one kernel row
- * the (kw, c) entries are contiguous in x: for a pixel whose window is inside the image each
- * segment is one straight copy. Border pixels take the checked path. */
-static inline void cg_pack_a_im2col_t(const void *ctx, int i0, int mc, int p0, int kc, float *out)
-{
-    const cg_conv *g = ctx;
-    const int ohw = g->OH * g->OW, rowlen = g->KW * g->C;
-    for (int s = 0; s < mc; s += CG_MR) {
-        int rows = mc - s < CG_MR ? mc - s : CG_MR;
-        int kh[CG_MR], kw[CG_MR], c[CG_MR];
-        int seg_i[CG_MR], seg_len[CG_MR], seg_off[CG_MR], nseg = 0;   /* contiguous runs */
-        for (int i = 0; i < CG_MR; i++) {
-            int k = i < rows ? i0 + s + i : i0 + s + rows - 1;
-            kh[i] = k / rowlen, kw[i] = (k % rowlen) / g->C, c[i] = k % g->C;
-            if (i >= rows) continue;
-            if (nseg && kh[i] == kh[seg_i[nseg - 1]]) seg_len[nseg - 1]++;
-            else { seg_i[nseg] = i, seg_len[nseg] = 1, seg_off[nseg] = kh[i] * g->W * g->C + kw[i] * g->C + c[i]; nseg++; }
-        }
-        int n = p0 / ohw, r = p0 - n * ohw;
-        for (int j = 0; j < kc; j++) {
-            const float *img = g->x + (long)n * g->H * g->W * g->C;
-            int ih0 = (r / g->OW) * g->SH - g->PT, iw0 = (r % g->OW) * g->SW - g->PL;
-            if (ih0 >= 0 && ih0 + g->KH <= g->H && iw0 >= 0 && iw0 + g->KW <= g->W) {
-                const float *base = img + ((long)ih0 * g->W + iw0) * g->C;
-                for (int q = 0; q < nseg; q++)
-                    memcpy(out + seg_i[q], base + seg_off[q], (size_t)seg_len[q] * sizeof(float));
-                for (int i = rows; i < CG_MR; i++) out[i] = 0.f;
-            } else
-                for (int i = 0; i < CG_MR; i++) {
-                    int ih = ih0 + kh[i], iw = iw0 + kw[i];
-                    out[i] = (i < rows && ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
-                                 ? img[((long)ih * g->W + iw) * g->C + c[i]] : 0.f;
-                }
-            out += CG_MR;
-            if (++r == ohw) { r = 0; n++; }
-        }
     }
 }
 
