@@ -25,7 +25,6 @@ def check_source(source: Source) -> shapes.Checked:
     checked = shapes.check(module, source)
     if checked.graph is not None:
         ir.verify(checked.graph)
-    checked.module = module
     return checked
 
 

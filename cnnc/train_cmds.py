@@ -58,8 +58,7 @@ def compile_spec(spec: str, out_dir: str, emit_only: bool = False):
 def cmd_compile(args) -> int:
     t0 = time.perf_counter()
     result = compile_spec(args.spec, args.out, emit_only=args.emit_c)
-    where = getattr(result, "__path__", [getattr(result, "__file__", args.out)])[0] \
-        if not isinstance(result, (str, Path)) else result
+    where = result if args.emit_c else Path(result.__file__).parent   # the package directory
     print(f"{'wrote C for' if args.emit_c else 'built'} {args.spec} -> {where} "
           f"in {time.perf_counter() - t0:.2f} s")
     return 0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..spec import ast
-from ..spec.diagnostics import error
+from ..spec.diagnostics import did_you_mean, error
 from ..spec.source import Span
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax")
@@ -152,7 +152,6 @@ def _bind(ck, layer: Layer, c: ast.Call):
     for kw in c.kwargs:
         key = {"inputs": "input"}.get(kw.name.name, layer.aliases.get(kw.name.name, kw.name.name))
         if key not in names:
-            from ..spec.diagnostics import did_you_mean
             hint = did_you_mean(kw.name.name, names[1:] + list(layer.aliases))
             ck.report(error("unknown-kwarg", f"`{layer.name}` has no argument `{kw.name.name}`", kw.name.span,
                             help=f"did you mean `{hint}`?" if hint else f"it takes: {', '.join(names[1:])}"))
@@ -183,7 +182,6 @@ def _static_arg(ck, layer, p, e):
     v = ck.static(e)
     if p == "activation":
         if v not in ACTIVATIONS + ("linear", None):
-            from ..spec.diagnostics import did_you_mean
             hint = did_you_mean(str(v), ACTIVATIONS)
             ck.report(error("activation", f"unknown activation `{v}`", e.span,
                             help=f"did you mean `{hint}`?" if hint else f"use one of {', '.join(ACTIVATIONS)}"))

@@ -46,6 +46,7 @@ class Checked:
     expansions: dict = field(default_factory=dict)    # id(layer Call) -> core statements, for --desugar
     subst: dict = field(default_factory=dict)         # id(layer Call) -> Name it became
     penalties: list = field(default_factory=list)     # names of L2 terms added to the loss
+    module: ast.Module | None = None                  # the checked (desugared) module
 
     @property
     def ok(self) -> bool:
@@ -91,7 +92,7 @@ class Checker:
         self.finish()
         errors = [d for d in self.diags if d.severity.value == "error"]
         return Checked(None if errors else self.graph, self.diags, self.expansions, self.subst,
-                       self.penalty_names)
+                       self.penalty_names, self.module)
 
     def statement(self, stmt) -> None:
         handler = getattr(self, "stmt_" + type(stmt).__name__)

@@ -21,16 +21,23 @@ def conv_geometry(in_shape, filter_hw, out_shape, strides, padding):
     return p, f"pads: top {t}, left {l}, bottom {bt}, right {r}"
 
 
+def _padded_floats(out_h, out_w, sh, sw, kh, kw, channels) -> int:
+    """Floats per image of an input copied with the zero border that puts every window of a
+    conv producing out_h x out_w inside it: gemm_core.h's Hp x Wp x C."""
+    return ((out_h - 1) * sh + kh) * ((out_w - 1) * sw + kw) * channels
+
+
 def conv2d_kernel(node):
     x, f = node.inputs
     p, note = conv_geometry(x.type.shape, f.type.shape[:2], node.out.type.shape, **_sp(node))
     # scratch: the input with its zero border, so every window lies inside
-    padded = ((p.oh - 1) * p.sh + p.kh) * ((p.ow - 1) * p.sw + p.kw) * p.c
+    padded = _padded_floats(p.oh, p.ow, p.sh, p.sw, p.kh, p.kw, p.c)
     return Kernel("conv2d.c.j2", p, note, scratch=Lin.of(x.type.shape[0]) * (4 * padded))
 
 
 def conv2d_transpose_kernel(node):
-    """The gradient of conv2d wrt its input: scatter each input pixel through the filter."""
+    """The gradient of conv2d wrt its input: GEMM then col2im for few channels, a direct conv of
+    dy with the filter turned 180 degrees at stride 1, otherwise a gather GEMM."""
     x, f = node.inputs
     p, note = conv_geometry(node.out.type.shape, f.type.shape[:2], x.type.shape, **_sp(node))
     # With fewer input channels than half a micro-tile (32 columns), the gather GEMM would
@@ -41,8 +48,8 @@ def conv2d_transpose_kernel(node):
         p = record(**dict(p.items), col2im=True, direct=False, tile=tile)
         return Kernel("conv2d_transpose.c.j2", p, note, scratch=Lin(0, 4 * tile * k))
     if (p.sh, p.sw) == (1, 1):
-        # stride 1: a direct conv of dy padded to (h + kh - 1) x (w + kw - 1), kept in scratch
-        padded = (p.h + p.kh - 1) * (p.w + p.kw - 1) * p.oc
+        # stride 1: a direct conv of dy (padded to (h + kh - 1) x (w + kw - 1)) producing dx
+        padded = _padded_floats(p.h, p.w, 1, 1, p.kh, p.kw, p.oc)
         return Kernel("conv2d_transpose.c.j2", record(**dict(p.items), col2im=False, direct=True), note,
                       scratch=Lin.of(node.out.type.shape[0]) * (4 * padded))
     return Kernel("conv2d_transpose.c.j2", record(**dict(p.items), col2im=False, direct=False), note)
@@ -53,7 +60,7 @@ def conv2d_backprop_filter_kernel(node):
     p, note = conv_geometry(x.type.shape, node.attrs["filter_shape"][:2], dout.type.shape, **_sp(node))
     # partials: one filter gradient per extra thread (CG_MAX_THREADS = 8 in gemm_core.h);
     # scratch: the input with its zero border, plus slack the last row tiles read
-    padded = ((p.oh - 1) * p.sh + p.kh) * ((p.ow - 1) * p.sw + p.kw) * p.c + 16
+    padded = _padded_floats(p.oh, p.ow, p.sh, p.sw, p.kh, p.kw, p.c) + 16
     p = record(**dict(p.items), partials=7 * p.kh * p.kw * p.c * p.oc)
     return Kernel("conv2d_backprop_filter.c.j2", p, note, scratch=Lin.of(x.type.shape[0]) * (4 * padded))
 
