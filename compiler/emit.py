@@ -12,10 +12,10 @@ from pathlib import Path
 
 import jinja2
 
+from .kernel import PARALLEL_MIN
 from .lower import Program
 
 TEMPLATES = Path(__file__).parent / "templates"
-PARALLEL_MIN = 1 << 18       # multiply-adds: ~50-100 us of work, well above a parallel region's cost
 
 ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES)),

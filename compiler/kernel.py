@@ -51,8 +51,22 @@ class Lin:
     def __str__(self) -> str:
         if self.a == 0:
             return str(self.b)
-        t = "N" if self.a == 1 else f"{self.a}*N"
+        # a long multiply: 320000*N in int arithmetic would overflow past N = 6710
+        t = "N" if self.a == 1 else f"{self.a}L*N"
         return t if self.b == 0 else f"({t} + {self.b})"
+
+
+PARALLEL_MIN = 1 << 18            # multiply-adds: ~50-100 us of work, well above a parallel region's cost
+POINTWISE_PARALLEL_MIN = 1 << 21  # points of a memory-bound loop: below this, one core keeps up
+
+
+def threads_when(work: Lin, minimum: int = PARALLEL_MIN) -> str:
+    """A C condition on N, true when `work` (a*N + b multiply-adds) exceeds `minimum`: whether
+    a kernel's threads pay for their start-up. Decided here, so C never multiplies sizes."""
+    if work.a <= 0:
+        return "1" if work.b > minimum else "0"
+    need = (minimum - work.b) // work.a + 1          # the least N with a*N + b > minimum
+    return "1" if need <= 1 else f"N >= {need}"
 
 
 def numel(t: TensorType) -> Lin:
@@ -194,6 +208,10 @@ class Pointwise:
         """Threads may split the outer loop: each point assigns its own output element (no
         reduction), and the output moves along that loop, so the slices are disjoint."""
         return self.init is None and bool(self.nest.loops) and not self.nest.loops[0].strides[0].is_zero
+
+    @property
+    def threads(self) -> str:
+        return threads_when(self.points, POINTWISE_PARALLEL_MIN)
 
     @property
     def points(self) -> Lin:

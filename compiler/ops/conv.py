@@ -5,7 +5,7 @@ from ..types import Sym, TensorType
 from . import Arg, OpDef, OpError, register
 from .common import need_float, need_rank, padding, static_dim, to_pair
 from .window import out_size, pads, transpose_sizes
-from ..kernel import Kernel, Lin, record
+from ..kernel import Kernel, Lin, record, threads_when
 
 
 def conv_geometry(in_shape, filter_hw, out_shape, strides, padding):
@@ -17,7 +17,8 @@ def conv_geometry(in_shape, filter_hw, out_shape, strides, padding):
     p = record(batch=Lin.of(in_shape[0]), h=h, w=w, c=c, oh=oh, ow=ow, oc=oc, kh=kh, kw=kw, sh=sh, sw=sw,
                pt=t, pl=l, padded=bool(t or bt or l or r),
                image=h * w * c, out_image=oh * ow * oc, taps=kh * kw, tap=c * oc,
-               macs=oh * ow * oc * kh * kw * c)       # per example: decides whether threads pay off
+               macs=oh * ow * oc * kh * kw * c,
+               threads=threads_when(Lin.of(in_shape[0]) * (oh * ow * oc * kh * kw * c)))
     return p, f"pads: top {t}, left {l}, bottom {bt}, right {r}"
 
 

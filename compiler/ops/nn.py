@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..types import TensorType, scalar
 from . import Arg, OpDef, OpError, register
 from .common import need_dtype, need_float, need_rank, static_dim
-from ..kernel import Kernel, Lin, c_float, elementwise, numel, record
+from ..kernel import Kernel, Lin, c_float, elementwise, numel, record, threads_when
 
 
 def bias_add_shape(ins, attrs):
@@ -68,7 +68,8 @@ def matmul_kernel(node):
     m, k, n = Lin.of(m), Lin.of(k), Lin.of(n)
     a_rs, a_cs = (1, m) if ta else (k, 1)
     b_rs, b_cs = (1, k) if tb else (n, 1)
-    return Kernel("matmul.c.j2", record(m=m, k=k, n=n, a_rs=a_rs, a_cs=a_cs, b_rs=b_rs, b_cs=b_cs))
+    return Kernel("matmul.c.j2", record(m=m, k=k, n=n, a_rs=a_rs, a_cs=a_cs, b_rs=b_rs, b_cs=b_cs,
+                                        threads=threads_when(m * k * n)))
 
 
 register(OpDef("matmul", (Arg("a"), Arg("b"), Arg("transpose_a", "bool", False),

@@ -7,7 +7,7 @@ from ..types import TensorType
 from . import Arg, OpDef, OpError, register
 from .common import need_float, need_rank, padding, static_dim, to_pair
 from .window import out_size
-from ..kernel import Kernel, Lin, record
+from ..kernel import Kernel, Lin, record, threads_when
 from .conv import conv_pads
 
 
@@ -23,7 +23,7 @@ def pool_kernel(mode):
         t, bt, l, r = conv_pads((h, w), (kh, kw), (sh, sw), a["padding"])
         p = record(mode=mode, batch=Lin.of(image.shape[0]), h=h, w=w, c=c, oh=pooled.shape[1],
                    ow=pooled.shape[2], kh=kh, kw=kw, sh=sh, sw=sw, pt=t, pl=l, image=h * w * c,
-                   macs=pooled.shape[1] * pooled.shape[2] * c * kh * kw)
+                   threads=threads_when(Lin.of(image.shape[0]) * (pooled.shape[1] * pooled.shape[2] * c * kh * kw)))
         return Kernel("pool.c.j2", p, f"pads: top {t}, left {l}, bottom {bt}, right {r}")
     return rule
 
