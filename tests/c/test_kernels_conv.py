@@ -92,6 +92,17 @@ def pool_cases():
                           dict(ksize=k, strides=s, padding=pad),
                           ref=lambda x, fwd=fwd, k=k, s=s, pad=pad: fwd(x, k, s, pad),
                           vjp=lambda x, d, vjp=vjp, k=k, s=s, pad=pad: vjp(x, d, k, s, pad)))
+    # Ties (relu outputs are often 0): the gradient goes to the first maximum in row-major
+    # order, both where the windows tile the image (each cell written once) and where they
+    # overlap or are clipped by SAME padding (accumulated).
+    tied = lambda rng, shape: np.maximum(rng.integers(-2, 3, shape), 0).astype(np.float32)
+    for h, w, c, k, s, pad in [(6, 8, 5, 2, 2, "VALID"), (4, 6, 33, 2, 2, "VALID"), (7, 7, 3, 3, 2, "SAME"),
+                               (5, 7, 2, 2, 2, "SAME"), (6, 6, 4, 3, 3, "VALID")]:
+        k2, s2 = (k, k), (s, s)
+        cases.append(Case(f"max_pool_ties_{h}x{w}x{c}_k{k}_s{s}_{pad}", "max_pool", [((N, h, w, c), "f32", tied)],
+                          dict(ksize=k2, strides=s2, padding=pad),
+                          ref=lambda x, k=k2, s=s2, pad=pad: ref.max_pool(x, k, s, pad),
+                          vjp=lambda x, d, k=k2, s=s2, pad=pad: ref.max_pool_vjp(x, d, k, s, pad)))
     return cases
 
 
