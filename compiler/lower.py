@@ -22,7 +22,7 @@ import numpy as np
 from . import autodiff
 from .builder import Builder
 from .ir import Graph, Node, Value, _attr_str
-from .kernel import ALIAS, Kernel, Lin, c_float, ctype, numel, sanitize
+from .kernel import ALIAS, Kernel, Lin, c_float, ctype, numel, sanitize, threads_when
 from .memory import Interval, WorkspacePlan, plan, totals
 from .ops import REGISTRY
 from .types import C_TYPES, ITEMSIZE
@@ -391,7 +391,8 @@ def lower(graph: Graph, source=None) -> Program:
             zero = []
             _route([(p, f"grads + {lw.param_off[p.id]}") for p in g.params], trn, res, zero)
             hyper = dict(HYPER_DEFAULTS.get(opt.kind, {}), **dict(opt.hyper))
-            update = dict(kind=opt.kind, size=lw.params_size,
+            # threads split the slab once it is big enough to pay for them (flowers: 5.5M)
+            update = dict(kind=opt.kind, size=lw.params_size, threads=threads_when(Lin(0, lw.params_size)),
                           hyper={k: c_float(v) for k, v in hyper.items() if k != "lr"})
             entries.append(lw.entry("train_step", f"{sym}_train_step", params, ext_inputs, res, zero,
                                     training=True, update=update))

@@ -268,16 +268,19 @@ static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp
     const long img = (long)Hp * Wp * g->C;
     for (int n = (int)((long)batch * t / nt); n < (int)((long)batch * (t + 1) / nt); n++)
         for (int y = 0; y < Hp; y++) {
+            /* one padded row: left border, the image row (contiguous in NHWC), right border */
             float *dst = xpad + n * img + (long)y * Wp * g->C;
-            int iy = y - g->PT;
-            for (int xx = 0; xx < Wp; xx++) {
-                int ix = xx - g->PL;
-                if (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W)
-                    memcpy(dst + (long)xx * g->C, g->x + (((long)n * g->H + iy) * g->W + ix) * g->C,
-                           (size_t)g->C * sizeof(float));
-                else
-                    memset(dst + (long)xx * g->C, 0, (size_t)g->C * sizeof(float));
+            const int iy = y - g->PT;
+            const int lo = g->PL < Wp ? g->PL : Wp;                       /* columns before the image */
+            const int hi = g->PL + g->W < Wp ? g->PL + g->W : Wp;          /* end of the image columns */
+            if (iy < 0 || iy >= g->H || hi <= lo) {
+                memset(dst, 0, (size_t)Wp * g->C * sizeof(float));
+                continue;
             }
+            memset(dst, 0, (size_t)lo * g->C * sizeof(float));
+            memcpy(dst + (long)lo * g->C, g->x + (((long)n * g->H + iy) * g->W + (lo - g->PL)) * g->C,
+                   (size_t)(hi - lo) * g->C * sizeof(float));
+            memset(dst + (long)hi * g->C, 0, (size_t)(Wp - hi) * g->C * sizeof(float));
         }
 }
 

@@ -55,6 +55,12 @@ def reduce_cases():
             cases.append(Case(f"{op}_{i}", op, [((N, 3, 4), "f32", normal)], dict(axis=axis, keepdims=keep),
                               ref=lambda x, op=op, axis=axis, keep=keep: getattr(ref, op)(x, axis, keep),
                               vjp=lambda x, d, op=op, axis=axis, keep=keep: getattr(ref, op + "_vjp")(x, d, axis, keep)))
+    # over the leading axes into a row of 32 or 48 (bias gradients: the row-split kernel)
+    for op in ("reduce_sum", "reduce_mean", "reduce_max"):
+        for shape, axis in [((N, 3, 5, 32), (0, 1, 2)), ((N, 48), (0,))]:
+            cases.append(Case(f"{op}_rows_{shape[-1]}", op, [(shape, "f32", normal)], dict(axis=axis, keepdims=False),
+                              ref=lambda x, op=op, axis=axis: getattr(ref, op)(x, axis, False),
+                              vjp=lambda x, d, op=op, axis=axis: getattr(ref, op + "_vjp")(x, d, axis, False)))
     # reduce_max with ties: the gradient is shared equally among the maxima
     tied = lambda rng, shape: rng.integers(0, 3, shape).astype(np.float32)
     cases.append(Case("reduce_max_ties", "reduce_max", [((N, 6), "f32", tied)], dict(axis=(1,), keepdims=False),

@@ -3,10 +3,13 @@ two threads agree within float32 rounding. Each run is a fresh process (OMP_NUM_
 once, when OpenMP starts)."""
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from .conftest import TINY_FLOWERS
 
@@ -15,26 +18,60 @@ import json, sys, numpy as np, cnnc
 mod = cnnc.compile(sys.argv[1], out_dir=sys.argv[2])
 m = mod.Model(seed=0)
 rng = np.random.default_rng(1)
-x = rng.random((16, 16, 16, 3), dtype=np.float32)
-y = rng.integers(0, 3, 16).astype(np.int32)
+n, h = int(sys.argv[3]), int(sys.argv[4])
+x = rng.random((n, h, h, 3), dtype=np.float32)
+y = rng.integers(0, 3, n).astype(np.int32)
 for _ in range(4):
     m.train_step(x=x, y=y)
 json.dump({k: v.tolist() for k, v in m.params.items()}, sys.stdout)
 """
 
+# Wide enough at batch 80 that every kind of threaded kernel runs threaded: the bias-gradient
+# row sums (80*32*32 rows of 32 > 2M points), pooling and its gradient, the convs, and the
+# optimizer update (the fc weight alone is 16*16*32*40 = 327,680 floats).
+WIDE = """
+model wide
+input x: f32[N, 32, 32, 3]
+input y: i32[N]
+param w1: f32[3, 3, 3, 32] = truncated_normal(stddev=0.1)
+param b1: f32[32] = constant(0.0)
+h1 = max_pool(relu(bias_add(conv2d(x, w1, strides=[1, 1, 1, 1], padding="SAME"), b1)), ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="VALID")
+param w2: f32[16*16*32, 40] = truncated_normal(stddev=0.02)
+param b2: f32[40] = constant(0.1)
+h2 = relu(matmul(reshape(h1, [-1, 16*16*32]), w2) + b2)
+param w3: f32[40, 3] = truncated_normal(stddev=0.1)
+logits = matmul(h2, w3)
+output logits
+loss = reduce_mean(sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+optimizer = adam(lr=0.01)
+"""
 
-def _train(threads, spec, build):
+
+def _train(threads, spec, build, n, h):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(spec), str(build)], capture_output=True,
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(spec), str(build), str(n), str(h)], capture_output=True,
                        text=True, env=env, timeout=300, check=True)
     return {k: np.array(v, np.float32) for k, v in json.loads(r.stdout).items()}
 
 
-def test_thread_counts(tmp_path):
-    spec = tmp_path / "tiny.cnn"
-    spec.write_text(TINY_FLOWERS)
+def _threaded_at(src: str, n: int, marker: str) -> bool:
+    """Whether the function of model.c containing `marker` has a thread condition true at N = n."""
+    fns = [f for f in re.split(r"\n(?=static void |void )", src) if marker in f]
+    assert fns, f"no function with {marker!r}"
+    conds = re.findall(r"CNNC_PARALLEL(?:_FOR)?\((N >= \d+|1)\)", fns[0])
+    return any(c == "1" or n >= int(c.split()[-1]) for c in conds)
+
+
+@pytest.mark.parametrize("name, text, n, h", [("tiny", TINY_FLOWERS, 16, 16), ("wide", WIDE, 80, 32)])
+def test_thread_counts(tmp_path, name, text, n, h):
+    spec = tmp_path / f"{name}.cnn"
+    spec.write_text(text)
     build = tmp_path / "gen"
-    two_a, two_b, one = _train(2, spec, build), _train(2, spec, build), _train(1, spec, build)
+    two_a, two_b, one = _train(2, spec, build, n, h), _train(2, spec, build, n, h), _train(1, spec, build, n, h)
+    if name == "wide":
+        src = next(build.glob("*/model.c")).read_text()
+        for marker in ("cnnc_slice(32, 16", "the windows tile the image", "adam update"):
+            assert _threaded_at(src, n, marker), f"the kernel with {marker!r} is serial at N = {n}"
     for k in one:
         np.testing.assert_array_equal(two_a[k], two_b[k], err_msg=f"{k}: two runs with 2 threads differ")
         # Filter gradients sum partials per thread, so 1 and 2 threads round differently (~1e-7
