@@ -203,35 +203,72 @@ static inline void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int 
     }
 }
 
-/* C = A B for fewer rows than a micro-tile (batch-1 inference): packing B would cost more
- * than the product, so each output is a dot product or an axpy straight from A and B.
- * Columns are split among threads; each output sums over K in one fixed order. */
+/* C = A B for a few rows of A (M < MR: batch-1 inference), no packing. With B's rows
+ * contiguous, this streams B once, from memory: threads take contiguous slices of B's rows
+ * (K) so each reads one sequential block, four rows at a time against all M rows of A, into
+ * its own partial C (thread 0 into C, the others into their packing buffers); the partials are
+ * then added in thread order. With B's columns contiguous (transpose_b), dot products. */
 static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const cg_dense *B,
                                    float *C, int ldc, int threads)
 {
-    (void)threads;
+    if (B->cs != 1) {
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (threads && N >= 256) num_threads(cg_threads())
 #endif
-    for (int j0 = 0; j0 < N; j0 += 64) {
-        int j1 = N - j0 < 64 ? N : j0 + 64;
-        for (int i = 0; i < M; i++) {
-            float *c = C + (long)i * ldc;
-            if (B->cs == 1) {                         /* rows of B contiguous: axpy over columns */
-                for (int j = j0; j < j1; j++) c[j] = 0.f;
-                for (int k = 0; k < K; k++) {
-                    const float a = A->p[(long)i * A->rs + (long)k * A->cs];
-                    const float *b = B->p + (long)k * B->rs;
-                    for (int j = j0; j < j1; j++) c[j] += a * b[j];
-                }
-            } else                                    /* columns of B contiguous: dot products */
-                for (int j = j0; j < j1; j++) {
-                    const float *b = B->p + (long)j * B->cs;
-                    float sum = 0.f;
-                    for (int k = 0; k < K; k++) sum += A->p[(long)i * A->rs + (long)k * A->cs] * b[(long)k * B->rs];
-                    c[j] = sum;
-                }
+        for (int j = 0; j < N; j++) {
+            const float *b = B->p + (long)j * B->cs;
+            for (int i = 0; i < M; i++) {
+                float sum = 0.f;
+                for (int k = 0; k < K; k++) sum += A->p[(long)i * A->rs + (long)k * A->cs] * b[(long)k * B->rs];
+                C[(long)i * ldc + j] = sum;
+            }
         }
+        return;
+    }
+    /* the partials must fit a packing buffer; else one thread */
+    const int split = threads && K >= 64 && (long)M * N <= (long)CG_KC * (CG_NC + CG_NR);
+    (void)split;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(cg_threads()) if (split)
+#endif
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), nt = omp_get_num_threads();
+#endif
+        const int k0 = (int)((long)K * t / nt), k1 = (int)((long)K * (t + 1) / nt);
+        float *dst = t == 0 ? C : cg_bpack[t];
+        const int ld = t == 0 ? ldc : N;
+        for (int i = 0; i < M; i++)
+            memset(dst + (long)i * ld, 0, (size_t)N * sizeof(float));
+        int k = k0;
+        for (; k + 4 <= k1; k += 4) {
+            const float *b0 = B->p + (long)k * B->rs, *b1 = b0 + B->rs, *b2 = b1 + B->rs, *b3 = b2 + B->rs;
+            for (int i = 0; i < M; i++) {
+                const float *a = A->p + (long)i * A->rs + (long)k * A->cs;
+                const float a0 = a[0], a1 = a[A->cs], a2 = a[2L * A->cs], a3 = a[3L * A->cs];
+                float *restrict c = dst + (long)i * ld;
+                for (int j = 0; j < N; j++) c[j] += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
+            }
+        }
+        for (; k < k1; k++) {
+            const float *b0 = B->p + (long)k * B->rs;
+            for (int i = 0; i < M; i++) {
+                const float a0 = A->p[(long)i * A->rs + (long)k * A->cs];
+                float *restrict c = dst + (long)i * ld;
+                for (int j = 0; j < N; j++) c[j] += a0 * b0[j];
+            }
+        }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        const int j0 = (int)((long)N * t / nt), j1 = (int)((long)N * (t + 1) / nt);
+        for (int u = 1; u < nt; u++)
+            for (int i = 0; i < M; i++) {
+                const float *src = cg_bpack[u] + (long)i * N;
+                float *c = C + (long)i * ldc;
+                for (int j = j0; j < j1; j++) c[j] += src[j];
+            }
     }
 }
 
