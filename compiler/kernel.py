@@ -168,6 +168,7 @@ class Kernel:
     note: str = ""                   # extra comment line: pads, fan-in, ...
     scratch: Lin = Lin()
     rng: bool = False
+    call: str = ""                   # the comment's right-hand side, when not one op (fused)
 
 
 def ctype(t: TensorType) -> str:
@@ -238,6 +239,7 @@ def elementwise(expr: str):
         out = node.out.type.shape
         strides = [contiguous_strides(out)] + [broadcast_strides(v.type.shape, out) for v in node.inputs]
         return pointwise(nest(out, strides), "{0} = " + expr + ";")
+    rule.expr = expr            # what fuse.py applies in a producer's epilogue
     return rule
 
 

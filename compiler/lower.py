@@ -21,6 +21,7 @@ import numpy as np
 
 from . import autodiff
 from .builder import Builder
+from .fuse import fuse
 from .ir import Graph, Node, Value, _attr_str
 from .kernel import ALIAS, Kernel, Lin, c_float, ctype, numel, sanitize, threads_when
 from .memory import Interval, WorkspacePlan, plan, totals
@@ -146,8 +147,8 @@ def add_gradients(g: Graph):
 
 
 class _Lowerer:
-    def __init__(self, g: Graph, source):
-        self.g, self.source = g, source
+    def __init__(self, g: Graph, source, fusion: bool = True):
+        self.g, self.source, self.fusion = g, source, fusion
         self.kernels: dict[int, Kernel | str] = {}
         self.root: dict[int, Value] = {}
         self.fns: list[KernelFn] = []
@@ -155,6 +156,7 @@ class _Lowerer:
         self.by_record: dict[tuple, str] = {}
         self.names: set[str] = set()
         self.salt: dict[int, int] = {}
+        self.keep: list[Node] = []
         for v in g.inputs + g.params + g.const_values:
             self.root[v.id] = v
         for node in g.nodes:
@@ -205,7 +207,9 @@ class _Lowerer:
         suffix = "_forward"
         if node.phase != "forward" and name.startswith("d"):
             name, suffix = _binding(_binding(name[1:], None), None), "_backward"
-        base = sanitize(_binding(name, node.op))
+        # a fused node is named for the value it produces, whose own op ends the name
+        op = node.out.node.op if node.out.node is not None else node.op
+        base = sanitize(_binding(name, op))
         for cand in (base + suffix, f"{base}_{node.op}{suffix}"):
             if cand not in self.names:
                 self.names.add(cand)
@@ -220,9 +224,9 @@ class _Lowerer:
         attrs = " ".join(f"{a}={_attr_str(v)}" for a, v in node.attrs.items())
         tag = "" if node.phase == "forward" else f"  [{node.phase}]"
         shapes = "  ".join(f"in{i} {v.type}" for i, v in enumerate(node.inputs)) + f"  ->  out {node.out.type}"
-        lines = [f"{where}  {node.out.name} = {node.op}({args}) {attrs}".rstrip() + tag, shapes]
-        if k.note:
-            lines.append(k.note)
+        call = k.call or f"{node.op}({args})"
+        lines = [f"{where}  {node.out.name} = {call} {attrs}".rstrip() + tag, shapes]
+        lines.extend(k.note.splitlines())
         text = "\n   ".join(line.replace("*/", "* /") for line in lines)
         return f"/* {text} */"
 
@@ -233,6 +237,10 @@ class _Lowerer:
         results: (value, destination expr, destination C type); zero: (dest, count, ctype)."""
         nodes_needed = {id(n) for n in closure([v for v, _, _ in results])}
         nodes = [n for n in self.g.nodes if id(n) in nodes_needed and self.kernel(n) != ALIAS]
+        if self.fusion:
+            nodes, fused = fuse(nodes, self.kernel, self.rootof, {self.rootof(v).id for v, _, _ in results})
+            self.kernels.update(fused)
+            self.keep.extend(nodes)     # fused nodes are keyed by id(): keep them alive
         placed: dict[int, str] = {}
         for v, dest, dtype in results:
             r = self.rootof(v)
@@ -325,14 +333,14 @@ def _ws_expr(off: Lin) -> str:
 # --------------------------------------------------------------------------- the program
 
 
-def lower(graph: Graph, source=None) -> Program:
+def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
     """Lower a checked graph (not modified) to a Program. `source` (spec.source.Source) gives
-    kernel comments their line numbers."""
+    kernel comments their line numbers; `fusion=False` keeps every op its own kernel."""
     g = copy.deepcopy(graph)
     feature = _depends_on(list(g.outputs.values()), g)
     feature_ids = {v.id for v in feature}
     douts, bwd, trn = add_gradients(g)
-    lw = _Lowerer(g, source)
+    lw = _Lowerer(g, source, fusion)
     sym = sanitize(g.model)
     taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key"}
 

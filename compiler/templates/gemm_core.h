@@ -28,6 +28,11 @@ typedef float cg_vf __attribute__((vector_size(CG_VL * 4), aligned(4)));
 typedef void (*cg_pack_a)(const void *ctx, int i0, int mc, int p0, int kc, float *out);
 typedef void (*cg_pack_b)(const void *ctx, int p0, int kc, int j0, int nc, float *out);
 
+/* An epilogue finishes a block of C in place once all of K is summed into it: rows of `c`
+ * (ldc apart), columns j0..j0+cols-1 (the generated model's fused bias, relu, ...). It runs
+ * while the block is still in cache, instead of as another pass over the whole output. */
+typedef void (*cg_epi)(const void *ctx, float *c, long ldc, int rows, int j0, int cols);
+
 static float cg_bpack[CG_MAX_THREADS][CG_KC * (CG_NC + CG_NR)] __attribute__((aligned(64), unused));
 static float cg_apack[CG_MAX_THREADS][(CG_MC + CG_MR) * CG_KC] __attribute__((aligned(64), unused));
 
@@ -145,8 +150,9 @@ static inline void cg_gemm_rows(int m0, int m1, int N, int k0, int k1, cg_pack_a
 
 /* C (+)= A B. One parallel region: each thread owns a contiguous block of rows and computes
  * every element of it over K in the same order, so results do not depend on the thread count. */
-static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
-                    const void *bctx, float *C, int ldc, int accumulate, int threads)
+static inline void cg_gemm_epi(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+                               const void *bctx, float *C, int ldc, int accumulate, int threads,
+                               cg_epi epi, const void *ectx)
 {
     (void)threads;
 #ifdef _OPENMP
@@ -162,7 +168,15 @@ static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, 
         if (m1 > M) m1 = M;
         if (m0 < m1)
             cg_gemm_rows(m0, m1, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t], cg_bpack[t]);
+        if (epi && m0 < m1)
+            epi(ectx, C + (long)m0 * ldc, ldc, m1 - m0, 0, N);
     }
+}
+
+static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+                           const void *bctx, float *C, int ldc, int accumulate, int threads)
+{
+    cg_gemm_epi(M, N, K, pa, actx, pb, bctx, C, ldc, accumulate, threads, 0, 0);
 }
 
 /* ---- packers ---------------------------------------------------------------------------- */
@@ -209,7 +223,7 @@ static inline void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int 
  * its own partial C (thread 0 into C, the others into their packing buffers); the partials are
  * then added in thread order. With B's columns contiguous (transpose_b), dot products. */
 static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const cg_dense *B,
-                                   float *C, int ldc, int threads)
+                                   float *C, int ldc, int threads, cg_epi epi, const void *ectx)
 {
     if (B->cs != 1) {
 #ifdef _OPENMP
@@ -223,6 +237,8 @@ static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const
                 C[(long)i * ldc + j] = sum;
             }
         }
+        if (epi)
+            epi(ectx, C, ldc, M, 0, N);
         return;
     }
     /* the partials must fit a packing buffer; else one thread */
@@ -269,6 +285,8 @@ static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const
                 float *c = C + (long)i * ldc;
                 for (int j = j0; j < j1; j++) c[j] += src[j];
             }
+        if (epi && j0 < j1)
+            epi(ectx, C, ldc, M, j0, j1 - j0);
     }
 }
 
@@ -326,8 +344,8 @@ static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp
  * are then contiguous, and a micro-tile reads its 12 output pixels' rows through pointers.
  * K is walked one kernel row (kh) at a time; B (the filter, as rows (kh, kw, c)) comes through
  * a packer. Rows are split among threads as in cg_gemm. */
-static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
-                                  float *out, float *xpad, int threads)
+static inline void cg_conv_direct_epi(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
+                                      float *out, float *xpad, int threads, cg_epi epi, const void *ectx)
 {
     const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
     const int rowlen = g->KW * g->C, M = batch * g->OH * g->OW;
@@ -378,9 +396,17 @@ static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, con
                             }
                         }
                     }
+                if (epi)
+                    epi(ectx, out + (long)ic * OC, OC, mc, jc, nc);
             }
         }
     }
+}
+
+static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
+                                  float *out, float *xpad, int threads)
+{
+    cg_conv_direct_epi(g, batch, pb, bctx, OC, out, xpad, threads, 0, 0);
 }
 
 /* As cg_micro, but column k of A is MR consecutive floats at cols[k] + off (no packing). */

@@ -22,7 +22,7 @@ WRAPPERS = r'''
 void matmul(const float *a, const float *b, float *c, int M, int N, int K, int ta, int tb, int acc) {
     cg_dense A = {a, ta ? 1 : K, ta ? M : 1}, B = {b, tb ? 1 : N, tb ? K : 1};
     if (M < CG_MR && !acc)
-        cg_gemm_small_m(M, N, K, &A, &B, c, N, 1);
+        cg_gemm_small_m(M, N, K, &A, &B, c, N, 1, 0, 0);
     else
         cg_gemm(M, N, K, cg_pack_a_dense, &A, cg_pack_b_dense, &B, c, N, acc, 1);
 }

@@ -1,0 +1,94 @@
+"""Epilogue fusion: elementwise ops that follow a conv2d or matmul run inside it.
+
+relu(bias_add(conv2d(x, w), b)) is three kernels and two extra passes over the output; fused,
+the conv applies `+ b[c]` and relu to each block of its output while the block is still in
+cache. A chain absorbs a node when it is elementwise (its kernel rule carries an `expr`), keeps
+the shape, and reads the chain's value plus at most one other operand, a float vector along the
+last axis (a bias). Every value the chain skips must be read by nothing else in the entry point
+and be none of its results: in training relu keeps its output for the gradient, but the conv's
+and bias_add's outputs are never needed. The same float operations run in the same order, so
+fusing changes no bit of any result.
+
+Producers opt in with `extra["epilogue"]` in the op table; their templates apply the record's
+`epilogue` statements (each assigning a new x from x and vec[k][j], the column's vector value)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .ir import Node, Value
+from .kernel import Kernel, record
+from .ops import REGISTRY
+
+MAX_VECTORS = 4
+
+
+def step(node: Node, cur: Value, nvec: int) -> tuple[str, Value | None] | None:
+    """The C expression for `node` applied to the chain value x, and its vector operand; or
+    None if `node` cannot join the chain."""
+    expr = getattr(REGISTRY[node.op].kernel, "expr", None)
+    if expr is None or node.out.type != cur.type or cur.type.dtype != "f32":
+        return None
+    if sum(v is cur for v in node.inputs) != 1 or len(node.inputs) > 2:
+        return None
+    operands, vec = [""], None
+    for v in node.inputs:
+        if v is cur:
+            operands.append("x")
+            continue
+        if v.type.dtype != "f32" or tuple(v.type.shape) != (cur.type.shape[-1],) or nvec >= MAX_VECTORS:
+            return None
+        vec = v
+        operands.append(f"vec[{nvec}][j0 + j]")
+    return expr.format(*operands), vec
+
+
+def fuse(nodes: list[Node], kernel_of, root_of, results: set[int]) -> tuple[list[Node], dict[int, Kernel]]:
+    """Replace each fusable producer + chain in `nodes` (one entry point, in order) by one node
+    computing the chain's last value. Returns the new list and the fused nodes' kernels.
+    kernel_of(node) gives a node's own kernel; root_of(value) the value owning its memory;
+    `results` holds the root ids of the entry point's results."""
+    readers: dict[int, list[Node]] = {}
+    for n in nodes:
+        for v in n.inputs:
+            readers.setdefault(root_of(v).id, []).append(n)
+    position = {id(n): i for i, n in enumerate(nodes)}
+    out, absorbed, kernels = [], set(), {}
+    for i, n in enumerate(nodes):
+        if id(n) in absorbed:
+            continue
+        if not REGISTRY[n.op].extra.get("epilogue"):
+            out.append(n)
+            continue
+        stmts, vecs, chain, cur = [], [], [], n.out
+        while cur.id not in results and len(readers.get(cur.id, ())) == 1:
+            nxt = readers[cur.id][0]
+            got = step(nxt, cur, len(vecs))
+            if got is None:
+                break
+            stmt, vec = got
+            if vec is not None:
+                # the vector must exist when the producer runs
+                src = root_of(vec).node
+                if src is not None and position.get(id(src), len(nodes)) >= i:
+                    break
+                vecs.append(vec)
+            stmts.append(stmt)
+            chain.append(nxt)
+            cur = nxt.out
+        if not chain:
+            out.append(n)
+            continue
+        fused = Node(n.op, tuple(n.inputs) + tuple(vecs), dict(n.attrs), cur, n.span, n.phase)
+        call, v0 = f"{n.op}({', '.join(v.name for v in n.inputs)})", n.out
+        for c in chain:                   # the spec's nesting: relu(bias_add(conv2d(x, w), b))
+            call = f"{c.op}({', '.join(call if v is v0 else v.name for v in c.inputs)})"
+            v0 = c.out
+        k = kernel_of(n)
+        vec_args = tuple(f"in{len(n.inputs) + j}" for j in range(len(vecs)))
+        p = record(**{**dict(k.p.items), "epilogue": tuple(stmts), "vec_args": vec_args})
+        note = f"fused: {', '.join(c.op for c in chain)} applied to each finished block of the {n.op}"
+        kernels[id(fused)] = replace(k, p=p, call=call, note="\n".join(filter(None, [k.note, note])))
+        absorbed.update(id(c) for c in chain)
+        out.append(fused)
+    return out, kernels
+
