@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 
 DTYPES = {"f32": np.dtype(np.float32), "i32": np.dtype(np.int32), "bool": np.dtype(np.uint8)}
-C_POINTER = {"f32": "float *", "i32": "int32_t *", "bool": "uint8_t *"}
+C_ARRAY = {"f32": "float[]", "i32": "int32_t[]", "bool": "uint8_t[]"}   # passes as a pointer
 WORKSPACE_CACHE = 4      # batch sizes whose workspace is kept
 
 
@@ -31,6 +31,16 @@ def _sym(d) -> int | None:
         return None
     m = re.fullmatch(r"(?:(\d+)\*)?N", str(d))
     return int(m.group(1) or 1) if m else None
+
+
+class _Lazy:
+    """A message part formatted only if it is printed."""
+
+    def __init__(self, f, *args):
+        self.f, self.args = f, args
+
+    def __str__(self) -> str:
+        return self.f(*self.args)
 
 
 def concrete(shape, n: int) -> tuple[int, ...]:
@@ -129,6 +139,10 @@ class Model:
                 self.optimizer_state[f"{slot}/{p['name']}"] = self._opt[o:o + n].reshape(p["shape"])
         self._input_types = {i["name"]: (i["dtype"], i["shape"]) for i in m["inputs"]}
         self._output_types = {o["name"]: (o["dtype"], o["shape"]) for o in m["outputs"]}
+        # each declared shape's N coefficients (None for a fixed size), worked out once
+        self._coeffs = {id(shape): tuple(_sym(d) for d in shape)
+                        for _, shape in [*self._input_types.values(), *self._output_types.values()]}
+        self._plans: dict[str, tuple] = {}
         self.inputs = {k: (dt, tuple(None if _sym(d) else d for d in shape))
                        for k, (dt, shape) in self._input_types.items()}
         self.feature_inputs: list[str] = list(m["feature_inputs"])
@@ -196,16 +210,15 @@ class Model:
         for k, value in given.items():
             dtype, shape = types[k]
             arr = value if isinstance(value, np.ndarray) else np.asarray(value)
-            want = type_str(dtype, shape)
-            got = f"{arr.dtype} array of shape {tuple(arr.shape)}"
+            want = _Lazy(type_str, dtype, shape)             # messages are built only on error
+            got = _Lazy(lambda a: f"{a.dtype} array of shape {tuple(a.shape)}", arr)
             if arr.dtype != DTYPES[dtype]:
                 hint = {"f32": "np.float32", "i32": "np.int32", "bool": "np.bool_"}[dtype]
                 raise InputError(f"{what} `{k}` expects {want}; got {got} (cnnc does not cast "
                                  f"silently: pass `{k}.astype({hint})`)")
             if arr.ndim != len(shape):
                 raise InputError(f"{what} `{k}` expects {want}; got {got}")
-            for d, s in zip(shape, arr.shape):
-                c = _sym(d)
+            for c, d, s in zip(self._coeffs[id(shape)], shape, arr.shape):
                 if c is None:
                     if d != s:
                         raise InputError(f"{what} `{k}` expects {want}; got {got}")
@@ -242,18 +255,32 @@ class Model:
         self._workspaces[n] = ws
         return ws[1]
 
-    def _ptr_of(self, arr: np.ndarray, dtype: str):
-        return self._ffi.cast(C_POINTER[dtype], self._ffi.from_buffer(arr))
+    def _plan(self, entry: str) -> tuple:
+        """An entry point's C function and, per argument, (kind, key, C array type): read from
+        the manifest once."""
+        if entry not in self._plans:
+            spec = self.manifest["entries"].get(entry)
+            if spec is None:
+                raise RuntimeError(f"model `{self.name}` has no {entry}: "
+                                   + ("it declares no loss" if entry in ("eval_step", "train_step") and
+                                      self.manifest["loss"] is None else "it declares no optimizer"))
+            plan = []
+            for d in spec["args"]:
+                kind = d[0]
+                key = (kind, d[1] if len(d) > 1 else None)
+                dtype = "f32"
+                if kind == "input":
+                    dtype = self._input_types[d[1]][0]
+                elif kind == "output":
+                    dtype = self._output_types[d[1]][0]
+                plan.append((kind, key, C_ARRAY[dtype]))
+            self._plans[entry] = (getattr(self._lib, spec["symbol"]), tuple(plan))
+        return self._plans[entry]
 
     def _call(self, entry: str, n: int, arrays: dict, extra: dict):
-        spec = self.manifest["entries"].get(entry)
-        if spec is None:
-            raise RuntimeError(f"model `{self.name}` has no {entry}: "
-                               + ("it declares no loss" if entry in ("eval_step", "train_step") and
-                                  self.manifest["loss"] is None else "it declares no optimizer"))
-        args, keep = [], []
-        for d in spec["args"]:
-            kind = d[0]
+        fn, plan = self._plan(entry)
+        args = []
+        for kind, key, carray in plan:
             if kind in self._ptr:
                 args.append(self._ptr[kind])
             elif kind == "ws":
@@ -261,19 +288,16 @@ class Model:
             elif kind == "N":
                 args.append(n)
             elif kind in ("input", "dout"):
-                a = arrays[(kind, d[1])]
-                keep.append(a)
-                args.append(self._ptr_of(a, "f32" if kind == "dout" else self._input_types[d[1]][0]))
+                args.append(self._ffi.from_buffer(carray, arrays[key]))
             elif kind in ("output", "dinput", "results"):
-                a = extra[(kind, d[1] if len(d) > 1 else None)]
-                args.append(self._ptr_of(a, "f32" if kind != "output" else self._output_types[d[1]][0]))
+                args.append(self._ffi.from_buffer(carray, extra[key]))
             else:
-                args.append(extra[(kind, None)])
-        getattr(self._lib, spec["symbol"])(*args)
+                args.append(extra[key])
+        fn(*args)
 
     def _outputs_for(self, n: int) -> dict:
-        return {("output", k): np.empty(concrete(shape, n), DTYPES[dt]) for k, (dt, shape) in
-                self._output_types.items()}
+        return {("output", k): np.empty(tuple(d if c is None else c * n for c, d in zip(self._coeffs[id(shape)], shape)),
+                                        DTYPES[dt]) for k, (dt, shape) in self._output_types.items()}
 
     def forward(self, **inputs) -> dict:
         """The outputs for a batch of feature inputs (dropout off). Label inputs may be given too."""
