@@ -91,15 +91,24 @@ static inline void cg_micro(int kc, const float *restrict a, const float *restri
     for (int i = 0; i < CG_MR; i++)
         for (int j = 0; j < CG_NRV; j++)
             acc[i][j] = (cg_vf){0};
-    for (int k = 0; k < kc; k++) {
-        cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
-        const float *ak = a + k * CG_MR;
+    if (nr <= CG_VL)                    /* a narrow panel (few output columns): half the FMAs */
+        for (int k = 0; k < kc; k++) {
+            cg_vf b0 = cg_load(b + k * CG_NR);
+            const float *ak = a + k * CG_MR;
 #pragma GCC unroll 12
-        for (int i = 0; i < CG_MR; i++) {
-            acc[i][0] += ak[i] * b0;
-            acc[i][1] += ak[i] * b1;
+            for (int i = 0; i < CG_MR; i++)
+                acc[i][0] += ak[i] * b0;
         }
-    }
+    else
+        for (int k = 0; k < kc; k++) {
+            cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
+            const float *ak = a + k * CG_MR;
+#pragma GCC unroll 12
+            for (int i = 0; i < CG_MR; i++) {
+                acc[i][0] += ak[i] * b0;
+                acc[i][1] += ak[i] * b1;
+            }
+        }
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
@@ -113,15 +122,24 @@ static inline void cg_micro_ptr(int kc, const float *const a[CG_MR], const float
             acc[i][j] = (cg_vf){0};
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5],
                 *a6 = a[6], *a7 = a[7], *a8 = a[8], *a9 = a[9], *a10 = a[10], *a11 = a[11];
-    for (int k = 0; k < kc; k++) {
-        cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
-        const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k]};
+    if (nr <= CG_VL)                    /* a narrow panel (few output channels): half the FMAs */
+        for (int k = 0; k < kc; k++) {
+            cg_vf b0 = cg_load(b + k * CG_NR);
+            const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k]};
 #pragma GCC unroll 12
-        for (int i = 0; i < CG_MR; i++) {
-            acc[i][0] += ak[i] * b0;
-            acc[i][1] += ak[i] * b1;
+            for (int i = 0; i < CG_MR; i++)
+                acc[i][0] += ak[i] * b0;
         }
-    }
+    else
+        for (int k = 0; k < kc; k++) {
+            cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
+            const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k]};
+#pragma GCC unroll 12
+            for (int i = 0; i < CG_MR; i++) {
+                acc[i][0] += ak[i] * b0;
+                acc[i][1] += ak[i] * b1;
+            }
+        }
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
@@ -417,15 +435,24 @@ static inline void cg_micro_cols(int kc, const float *const *cols, long off, con
     for (int i = 0; i < CG_MR; i++)
         for (int j = 0; j < CG_NRV; j++)
             acc[i][j] = (cg_vf){0};
-    for (int k = 0; k < kc; k++) {
-        cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
-        const float *ak = cols[k] + off;
+    if (nr <= CG_VL)                    /* a narrow panel (few output channels): half the FMAs */
+        for (int k = 0; k < kc; k++) {
+            cg_vf b0 = cg_load(b + k * CG_NR);
+            const float *ak = cols[k] + off;
 #pragma GCC unroll 12
-        for (int i = 0; i < CG_MR; i++) {
-            acc[i][0] += ak[i] * b0;
-            acc[i][1] += ak[i] * b1;
+            for (int i = 0; i < CG_MR; i++)
+                acc[i][0] += ak[i] * b0;
         }
-    }
+    else
+        for (int k = 0; k < kc; k++) {
+            cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
+            const float *ak = cols[k] + off;
+#pragma GCC unroll 12
+            for (int i = 0; i < CG_MR; i++) {
+                acc[i][0] += ak[i] * b0;
+                acc[i][1] += ak[i] * b1;
+            }
+        }
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
