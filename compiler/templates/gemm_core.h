@@ -259,6 +259,34 @@ static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const
             epi(ectx, C, ldc, M, 0, N);
         return;
     }
+    if (N <= CG_VL) {
+        /* A narrow product (a few classes): one vector per row of C, across its columns, summed
+           in registers over K (four accumulators in flight). Full-vector loads of B's rows are
+           used only where they stay inside B; the last rows are added one value at a time. */
+        const long rs = B->rs, cs = A->cs;
+        const long safe = K - 1 - (CG_VL - N + rs - 1) / rs;      /* last row with a safe load */
+        for (int i = 0; i < M; i++) {
+            const float *a = A->p + (long)i * A->rs;
+            cg_vf acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+            long k = 0;
+            for (; k + 3 <= safe; k += 4) {
+                acc0 += a[k * cs] * cg_load(B->p + k * rs);
+                acc1 += a[(k + 1) * cs] * cg_load(B->p + (k + 1) * rs);
+                acc2 += a[(k + 2) * cs] * cg_load(B->p + (k + 2) * rs);
+                acc3 += a[(k + 3) * cs] * cg_load(B->p + (k + 3) * rs);
+            }
+            for (; k <= safe; k++)
+                acc0 += a[k * cs] * cg_load(B->p + k * rs);
+            float row[CG_VL];
+            cg_store(row, (acc0 + acc1) + (acc2 + acc3));
+            for (; k < K; k++)
+                for (int j = 0; j < N; j++) row[j] += a[k * cs] * B->p[k * rs + j];
+            for (int j = 0; j < N; j++) C[(long)i * ldc + j] = row[j];
+        }
+        if (epi)
+            epi(ectx, C, ldc, M, 0, N);
+        return;
+    }
     /* the partials must fit a packing buffer; else one thread */
     const int split = threads && K >= 64 && (long)M * N <= (long)CG_KC * (CG_NC + CG_NR);
     (void)split;

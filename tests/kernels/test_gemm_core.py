@@ -88,7 +88,7 @@ def test_matmul(lib, rng, m, n, k, ta, tb):
 @pytest.mark.parametrize("ta,tb", [(0, 0), (1, 0), (0, 1), (1, 1)])
 # K >= 64 splits B's rows among threads (partials added after); 4608 x 1024 is flowers' fc1
 @pytest.mark.parametrize("m,n,k", [(1, 300, 70), (3, 17, 5), (11, 1024, 40), (1, 1024, 4608), (3, 37, 131),
-                                   (11, 300, 67)])
+                                   (11, 300, 67), (1, 10, 3136), (2, 5, 512), (1, 16, 9), (3, 1, 40)])
 def test_matmul_few_rows(lib, rng, m, n, k, ta, tb):
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
