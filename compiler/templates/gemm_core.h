@@ -47,6 +47,25 @@ static inline int cg_threads(void)
 #endif
 }
 
+/* The calling thread's number and its team's size (0 and 1 without OpenMP). */
+static inline int cg_thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static inline int cg_num_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 /* Rows that fall in padding read from here, so packing loops need no branch per element. */
 #define CG_ZLEN 1024
 static const float cg_zero[CG_ZLEN] __attribute__((aligned(64), unused));
@@ -168,19 +187,11 @@ static inline void cg_gemm_rows(int m0, int m1, int N, int k0, int k1, cg_pack_a
 
 /* C (+)= A B. One parallel region: each thread owns a contiguous block of rows and computes
  * every element of it over K in the same order, so results do not depend on the thread count. */
-static inline void cg_gemm_epi(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
-                               const void *bctx, float *C, int ldc, int accumulate, int threads,
-                               cg_epi epi, const void *ectx)
+static inline __attribute__((always_inline)) void
+cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, const void *bctx, float *C,
+             int ldc, int accumulate, cg_epi epi, const void *ectx, int t, int nt)
 {
-    (void)threads;
-#ifdef _OPENMP
-#pragma omp parallel if (threads && M >= 2 * CG_MR) num_threads(cg_threads())
-#endif
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num(), nt = omp_get_num_threads();
-#endif
         int tiles = (M + CG_MR - 1) / CG_MR;
         int m0 = (int)((long)tiles * t / nt) * CG_MR, m1 = (int)((long)tiles * (t + 1) / nt) * CG_MR;
         if (m1 > M) m1 = M;
@@ -189,6 +200,17 @@ static inline void cg_gemm_epi(int M, int N, int K, cg_pack_a pa, const void *ac
         if (epi && m0 < m1)
             epi(ectx, C + (long)m0 * ldc, ldc, m1 - m0, 0, N);
     }
+}
+
+static inline void cg_gemm_epi(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+                               const void *bctx, float *C, int ldc, int accumulate, int threads,
+                               cg_epi epi, const void *ectx)
+{
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel if (threads && M >= 2 * CG_MR) num_threads(cg_threads())
+#endif
+    cg_gemm_part(M, N, K, pa, actx, pb, bctx, C, ldc, accumulate, epi, ectx, cg_thread_num(), cg_num_threads());
 }
 
 static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
@@ -390,20 +412,13 @@ static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp
  * are then contiguous, and a micro-tile reads its 12 output pixels' rows through pointers.
  * K is walked one kernel row (kh) at a time; B (the filter, as rows (kh, kw, c)) comes through
  * a packer. Rows are split among threads as in cg_gemm. */
-static inline void cg_conv_direct_epi(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
-                                      float *out, float *xpad, int threads, cg_epi epi, const void *ectx)
+static inline __attribute__((always_inline)) void
+cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC, float *out, float *xpad,
+                    cg_epi epi, const void *ectx, int t, int nt)
 {
     const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
     const int rowlen = g->KW * g->C, M = batch * g->OH * g->OW;
-    (void)threads;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(cg_threads()) if (threads)
-#endif
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num(), nt = omp_get_num_threads();
-#endif
         cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
 #ifdef _OPENMP
 #pragma omp barrier
@@ -449,6 +464,16 @@ static inline void cg_conv_direct_epi(const cg_conv *g, int batch, cg_pack_b pb,
     }
 }
 
+static inline void cg_conv_direct_epi(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
+                                      float *out, float *xpad, int threads, cg_epi epi, const void *ectx)
+{
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(cg_threads()) if (threads)
+#endif
+    cg_conv_direct_part(g, batch, pb, bctx, OC, out, xpad, epi, ectx, cg_thread_num(), cg_num_threads());
+}
+
 static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
                                   float *out, float *xpad, int threads)
 {
@@ -490,21 +515,14 @@ static inline void cg_micro_cols(int kc, const float *const *cols, long off, con
  * pixels are split among threads, each summing into its own partial (thread 0 into df); the
  * partials are added in thread order: deterministic for a given thread count. `xpad` holds the
  * padded input plus MR floats of slack; `partials` (CG_MAX_THREADS - 1) filter-sized blocks. */
-static inline void cg_conv_filter_grad(const cg_conv *g, int batch, const float *dy, int OC, float *df,
-                                       float *xpad, float *partials, int threads)
+static inline __attribute__((always_inline)) void
+cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, float *df, float *xpad,
+                         float *partials, int t, int nt)
 {
     const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
     const long img = (long)Hp * Wp * g->C;
     const int rowlen = g->KW * g->C, rows = g->KH * rowlen, P = batch * g->OH * g->OW;
-    (void)threads;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(cg_threads()) if (threads)
-#endif
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num(), nt = omp_get_num_threads();
-#endif
         cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
         if (t == nt - 1)                   /* slack: read, then discarded, by the last row tiles */
             memset(xpad + batch * img, 0, CG_MR * sizeof(float));
@@ -547,6 +565,16 @@ static inline void cg_conv_filter_grad(const cg_conv *g, int batch, const float 
                 for (int j = 0; j < OC; j++) row[j] += src[j];
             }
     }
+}
+
+static inline void cg_conv_filter_grad(const cg_conv *g, int batch, const float *dy, int OC, float *df,
+                                       float *xpad, float *partials, int threads)
+{
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(cg_threads()) if (threads)
+#endif
+    cg_conv_filter_grad_part(g, batch, dy, OC, df, xpad, partials, cg_thread_num(), cg_num_threads());
 }
 
 /* conv2d input gradient, A = gather(dy): row m = (n, ih, iw), column k = (kh, kw, oc) holds
