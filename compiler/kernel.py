@@ -57,7 +57,7 @@ class Lin:
 
 
 PARALLEL_MIN = 1 << 18            # multiply-adds: ~50-100 us of work, well above a parallel region's cost
-POINTWISE_PARALLEL_MIN = 1 << 21  # points of a memory-bound loop: below this, one core keeps up
+POINTWISE_PARALLEL_MIN = 1 << 18  # points of a memory-bound loop: below this, one core keeps up
 
 
 def threads_when(work: Lin, minimum: int = PARALLEL_MIN) -> str:

@@ -545,9 +545,9 @@ cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, f
                 int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
                 cg_dense b = {.p = dy, .rs = OC, .cs = 1};
                 cg_pack_b_dense(&b, pc, kc, jc, nc, bp);
-                for (int kh = 0; kh < g->KH; kh++)
-                    for (int i0 = 0; i0 < rowlen; i0 += CG_MR)
-                        for (int jr = 0; jr < nc; jr += CG_NR)
+                for (int jr = 0; jr < nc; jr += CG_NR)   /* one B panel stays in L1 while A streams */
+                    for (int kh = 0; kh < g->KH; kh++)
+                        for (int i0 = 0; i0 < rowlen; i0 += CG_MR)
                             cg_micro_cols(kc, cols, (long)kh * Wp * g->C + i0, bp + (long)jr * kc,
                                           dst + (long)(kh * rowlen + i0) * OC + jc + jr, OC,
                                           rowlen - i0 < CG_MR ? rowlen - i0 : CG_MR,
