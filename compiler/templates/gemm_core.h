@@ -384,27 +384,28 @@ static inline const float *cg_window(const cg_conv *g, const float *xpad, int Hp
     return xpad + (long)n * Hp * Wp * g->C + ((long)(r / g->OW) * g->SH * Wp + (long)(r % g->OW) * g->SW) * g->C;
 }
 
-/* Copy images [batch*t/nt, batch*(t+1)/nt) of g->x into xpad with the zero border that makes
- * every window of the conv lie inside (Hp x Wp per image). */
+/* Copy this thread's share of g->x's rows into xpad, with the zero border that makes every
+ * window of the conv lie inside (Hp x Wp per image). Threads split the padded rows of all
+ * images, so a batch of one is shared too. */
 static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp, int Wp, int t, int nt)
 {
-    const long img = (long)Hp * Wp * g->C;
-    for (int n = (int)((long)batch * t / nt); n < (int)((long)batch * (t + 1) / nt); n++)
-        for (int y = 0; y < Hp; y++) {
-            /* one padded row: left border, the image row (contiguous in NHWC), right border */
-            float *dst = xpad + n * img + (long)y * Wp * g->C;
-            const int iy = y - g->PT;
-            const int lo = g->PL < Wp ? g->PL : Wp;                       /* columns before the image */
-            const int hi = g->PL + g->W < Wp ? g->PL + g->W : Wp;          /* end of the image columns */
-            if (iy < 0 || iy >= g->H || hi <= lo) {
-                memset(dst, 0, (size_t)Wp * g->C * sizeof(float));
-                continue;
-            }
-            memset(dst, 0, (size_t)lo * g->C * sizeof(float));
-            memcpy(dst + (long)lo * g->C, g->x + (((long)n * g->H + iy) * g->W + (lo - g->PL)) * g->C,
-                   (size_t)(hi - lo) * g->C * sizeof(float));
-            memset(dst + (long)hi * g->C, 0, (size_t)(Wp - hi) * g->C * sizeof(float));
+    const long img = (long)Hp * Wp * g->C, rows = (long)batch * Hp;
+    for (long row = rows * t / nt; row < rows * (t + 1) / nt; row++) {
+        const int n = (int)(row / Hp), y = (int)(row % Hp);
+        /* one padded row: left border, the image row (contiguous in NHWC), right border */
+        float *dst = xpad + n * img + (long)y * Wp * g->C;
+        const int iy = y - g->PT;
+        const int lo = g->PL < Wp ? g->PL : Wp;                       /* columns before the image */
+        const int hi = g->PL + g->W < Wp ? g->PL + g->W : Wp;          /* end of the image columns */
+        if (iy < 0 || iy >= g->H || hi <= lo) {
+            memset(dst, 0, (size_t)Wp * g->C * sizeof(float));
+            continue;
         }
+        memset(dst, 0, (size_t)lo * g->C * sizeof(float));
+        memcpy(dst + (long)lo * g->C, g->x + (((long)n * g->H + iy) * g->W + (lo - g->PL)) * g->C,
+               (size_t)(hi - lo) * g->C * sizeof(float));
+        memset(dst + (long)hi * g->C, 0, (size_t)(Wp - hi) * g->C * sizeof(float));
+    }
 }
 
 /* conv2d forward without packing A. The input is first copied into `xpad` with its zero
