@@ -148,6 +148,14 @@ register(OpDef("one_hot", (Arg("indices"), Arg("depth", "int"), Arg("on_value", 
                doc="f32 vectors with on_value at each id"))
 
 
+def _l2_loss_kernel(size: Lin) -> Kernel:
+    # scratch: one double per chunk of 4096 values. A buffer is all fixed or all per example,
+    # so for a*N + b values reserve (ceil(a/4096) + ceil(b/4096) + 1) per example (N >= 1).
+    fixed = -(-size.b // 4096) + 1
+    chunks = Lin(-(-size.a // 4096) + fixed, 0) if size.a else Lin(0, fixed)
+    return Kernel("l2_loss.c.j2", record(size=size, threads=threads_when(size)), scratch=chunks * 8)
+
+
 def l2_loss_shape(ins, attrs):
     need_float(ins[0], "t")
     return scalar("f32")
@@ -155,5 +163,5 @@ def l2_loss_shape(ins, attrs):
 
 register(OpDef("l2_loss", (Arg("t"),), l2_loss_shape,
                lambda b, n, d: (b.op("mul", n.inputs[0], d),),
-               kernel=lambda node: Kernel("l2_loss.c.j2", record(size=numel(node.inputs[0].type))),
+               kernel=lambda node: _l2_loss_kernel(numel(node.inputs[0].type)),
                doc="sum(t ** 2) / 2"))

@@ -163,12 +163,12 @@ static inline void cg_micro_ptr(int kc, const float *const a[CG_MR], const float
 }
 
 /* C (+)= A B for rows [m0, m1) of C, on one thread with its own packing buffers. */
-static inline void cg_gemm_rows(int m0, int m1, int N, int k0, int k1, cg_pack_a pa, const void *actx,
-                                cg_pack_b pb, const void *bctx, float *C, int ldc, int accumulate,
-                                float *ap, float *bp)
+static inline void cg_gemm_block(int m0, int m1, int j0, int j1, int k0, int k1, cg_pack_a pa, const void *actx,
+                                 cg_pack_b pb, const void *bctx, float *C, int ldc, int accumulate,
+                                 float *ap, float *bp)
 {
-    for (int jc = 0; jc < N; jc += CG_NC) {
-        int nc = N - jc < CG_NC ? N - jc : CG_NC;
+    for (int jc = j0; jc < j1; jc += CG_NC) {
+        int nc = j1 - jc < CG_NC ? j1 - jc : CG_NC;
         for (int pc = k0; pc < k1; pc += CG_KC) {
             int kc = k1 - pc < CG_KC ? k1 - pc : CG_KC;
             int acc = accumulate || pc > k0;
@@ -185,20 +185,33 @@ static inline void cg_gemm_rows(int m0, int m1, int N, int k0, int k1, cg_pack_a
     }
 }
 
-/* C (+)= A B. One parallel region: each thread owns a contiguous block of rows and computes
- * every element of it over K in the same order, so results do not depend on the thread count. */
+/* C (+)= A B, this thread's share: a contiguous block of rows or of columns, every element
+ * summed over K in the same order, so results do not depend on the thread count. */
 static inline __attribute__((always_inline)) void
 cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, const void *bctx, float *C,
              int ldc, int accumulate, cg_epi epi, const void *ectx, int t, int nt)
 {
-    {
+    /* Each thread packs the B columns it uses. With B at least as wide as A is tall (a batch
+       through a big weight), threads split B's columns, so none packs all of B; otherwise they
+       split A's rows. Either way every element of C sums over K in the same order. */
+    if (N >= M) {
+        int panels = (N + CG_NR - 1) / CG_NR;
+        int j0 = (int)((long)panels * t / nt) * CG_NR, j1 = (int)((long)panels * (t + 1) / nt) * CG_NR;
+        if (j1 > N) j1 = N;
+        if (j0 < j1) {
+            cg_gemm_block(0, M, j0, j1, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t], cg_bpack[t]);
+            if (epi)
+                epi(ectx, C, ldc, M, j0, j1 - j0);
+        }
+    } else {
         int tiles = (M + CG_MR - 1) / CG_MR;
         int m0 = (int)((long)tiles * t / nt) * CG_MR, m1 = (int)((long)tiles * (t + 1) / nt) * CG_MR;
         if (m1 > M) m1 = M;
-        if (m0 < m1)
-            cg_gemm_rows(m0, m1, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t], cg_bpack[t]);
-        if (epi && m0 < m1)
-            epi(ectx, C + (long)m0 * ldc, ldc, m1 - m0, 0, N);
+        if (m0 < m1) {
+            cg_gemm_block(m0, m1, 0, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t], cg_bpack[t]);
+            if (epi)
+                epi(ectx, C + (long)m0 * ldc, ldc, m1 - m0, 0, N);
+        }
     }
 }
 
@@ -208,7 +221,7 @@ static inline void cg_gemm_epi(int M, int N, int K, cg_pack_a pa, const void *ac
 {
     (void)threads;
 #ifdef _OPENMP
-#pragma omp parallel if (threads && M >= 2 * CG_MR) num_threads(cg_threads())
+#pragma omp parallel if (threads) num_threads(cg_threads())
 #endif
     cg_gemm_part(M, N, K, pa, actx, pb, bctx, C, ldc, accumulate, epi, ectx, cg_thread_num(), cg_num_threads());
 }

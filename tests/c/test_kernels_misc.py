@@ -32,6 +32,11 @@ def unary_cases():
     cases.append(Case("bias_add", "bias_add", [((N, 2, 3, 5), "f32", normal), ((5,), "f32", normal)], {},
                       ref=ref.bias_add, vjp=ref.bias_add_vjp))
     cases.append(Case("l2_loss", "l2_loss", [((N, 6), "f32", normal)], {}, ref=ref.l2_loss, vjp=ref.l2_loss_vjp))
+    # several 4096-value chunks with ragged ends, per-example and fixed sizes
+    cases.append(Case("l2_loss_chunks", "l2_loss", [((N, 3001), "f32", normal)], {}, ref=ref.l2_loss,
+                      vjp=ref.l2_loss_vjp))
+    cases.append(Case("l2_loss_fixed", "l2_loss", [((70, 101), "f32", normal)], {}, ref=ref.l2_loss,
+                      vjp=ref.l2_loss_vjp))
     return cases
 
 

@@ -75,7 +75,8 @@ def _rel(got, want):
 
 
 @pytest.mark.parametrize("ta,tb", [(0, 0), (1, 0), (0, 1), (1, 1)])
-@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (13, 35, 7), (200, 33, 300), (97, 64, 257)])
+# N >= M splits columns among threads (N past one 1024-column block), else rows
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (13, 35, 7), (200, 33, 300), (97, 64, 257), (24, 1100, 300), (40, 2100, 33)])
 def test_matmul(lib, rng, m, n, k, ta, tb):
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
