@@ -523,6 +523,29 @@ static inline void cg_micro_cols(int kc, const float *const *cols, long off, con
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
+/* As cg_micro_cols, but row i of the tile is at cols[k] + off[i]: a tile that spans two
+ * kernel rows of the window. */
+static inline void cg_micro_gather(int kc, const float *const *cols, const long off[CG_MR],
+                                   const float *restrict b, float *restrict c, int ldc, int mr, int nr,
+                                   int accumulate)
+{
+    cg_vf acc[CG_MR][CG_NRV];
+    for (int i = 0; i < CG_MR; i++)
+        for (int j = 0; j < CG_NRV; j++)
+            acc[i][j] = (cg_vf){0};
+    for (int k = 0; k < kc; k++) {
+        cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
+        const float *ak = cols[k];
+#pragma GCC unroll 12
+        for (int i = 0; i < CG_MR; i++) {
+            const float a = ak[off[i]];
+            acc[i][0] += a * b0;
+            acc[i][1] += a * b1;
+        }
+    }
+    cg_writeback(acc, c, ldc, mr, nr, accumulate);
+}
+
 /* conv2d filter gradient without packing A: df[(kh, kw, c), oc] = sum over pixels p of
  * xpad_window(p)[kh][(kw, c)] * dy[p, oc]. For one pixel and kernel row the (kw, c) values are
  * contiguous in xpad, so the micro-kernel reads 12 rows of A from one pointer per pixel. The
@@ -560,12 +583,24 @@ cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, f
                 cg_dense b = {.p = dy, .rs = OC, .cs = 1};
                 cg_pack_b_dense(&b, pc, kc, jc, nc, bp);
                 for (int jr = 0; jr < nc; jr += CG_NR)   /* one B panel stays in L1 while A streams */
-                    for (int kh = 0; kh < g->KH; kh++)
-                        for (int i0 = 0; i0 < rowlen; i0 += CG_MR)
-                            cg_micro_cols(kc, cols, (long)kh * Wp * g->C + i0, bp + (long)jr * kc,
-                                          dst + (long)(kh * rowlen + i0) * OC + jc + jr, OC,
-                                          rowlen - i0 < CG_MR ? rowlen - i0 : CG_MR,
-                                          nc - jr < CG_NR ? nc - jr : CG_NR, pc > k0);
+                    /* Tiles of 12 filter rows (kh, kw, c) run across kernel rows, so a short
+                       row (kw * c = 15 for an RGB input) does not leave most of a tile empty. */
+                    for (int r0 = 0; r0 < rows; r0 += CG_MR) {
+                        const int kh = r0 / rowlen, mr = rows - r0 < CG_MR ? rows - r0 : CG_MR;
+                        float *c = dst + (long)r0 * OC + jc + jr;
+                        const int nr = nc - jr < CG_NR ? nc - jr : CG_NR;
+                        if (r0 % rowlen + mr <= rowlen) {      /* within one kernel row: contiguous */
+                            cg_micro_cols(kc, cols, (long)kh * Wp * g->C + r0 % rowlen, bp + (long)jr * kc,
+                                          c, OC, mr, nr, pc > k0);
+                            continue;
+                        }
+                        long off[CG_MR];
+                        for (int i = 0; i < CG_MR; i++) {
+                            const int r = r0 + i < rows ? r0 + i : rows - 1;
+                            off[i] = (long)(r / rowlen) * Wp * g->C + r % rowlen;
+                        }
+                        cg_micro_gather(kc, cols, off, bp + (long)jr * kc, c, OC, mr, nr, pc > k0);
+                    }
             }
         }
 #ifdef _OPENMP
