@@ -18,7 +18,12 @@ def add_subcommands(sub) -> None:
     c.add_argument("-o", "--out", default="generated", help="output directory (default: generated/)")
     c.add_argument("--emit-c", action="store_true", help="write the C and header only; do not build")
 
+    def threads(p):
+        p.add_argument("--threads", type=_positive, metavar="N",
+                       help="threads for the compiled kernels (default: every core, or OMP_NUM_THREADS)")
+
     def common(p, checkpoint_required=False):
+        threads(p)
         p.add_argument("spec")
         p.add_argument("--data", help="an image folder, one subfolder per class; default: the built-in "
                        "UCI digits (for specs whose input is 8x8x1)")
@@ -46,6 +51,18 @@ def add_subcommands(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--build-dir", default="generated")
+    threads(p)
+
+
+def _positive(text: str) -> int:
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, 1 or more; got {text!r}")
+    return n
 
 
 def compile_spec(spec: str, out_dir: str, emit_only: bool = False):
@@ -113,9 +130,12 @@ def _dataset(model, args):
 
 # ---------------------------------------------------------------- commands
 
-def _model(args):
+def _model(args, seed=None):
     module = compile_spec(args.spec, args.build_dir)
-    return module.Model(seed=args.seed)
+    model = module.Model(seed=args.seed if seed is None else seed)
+    if args.threads:
+        model.threads = args.threads
+    return model
 
 
 def _default_checkpoint(model) -> str:
@@ -162,8 +182,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .runtime.checkpoint import load
     from .runtime.data import load_image
-    module = compile_spec(args.spec, args.build_dir)
-    model = module.Model(seed=0)
+    model = _model(args, seed=0)
     extra = load(args.checkpoint, model)
     names = (extra.get("meta") or {}).get("classes")
     feat, _ = _feature_and_label(model)

@@ -440,6 +440,7 @@ def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> di
     opt = g.optimizer
     return {
         "model": g.model,
+        "symbol": sanitize(g.model),                  # prefix of the C functions
         "cnnc_version": __version__,
         "source": g.source_name,
         "inputs": [{"name": v.name, "dtype": v.type.dtype, "shape": shape_json(v.type)} for v in g.inputs],

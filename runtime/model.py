@@ -117,6 +117,7 @@ class Model:
 
     def __init__(self, lib, ffi, manifest: dict, seed: int = 0):
         self._lib, self._ffi, self.manifest = lib, ffi, manifest
+        self._set_threads = getattr(lib, f"{manifest['symbol']}_set_threads")
         m = manifest
         self.name: str = m["model"]
         self.fingerprint: str = m.get("fingerprint", "")
@@ -163,6 +164,18 @@ class Model:
         }
         self.init_params(seed)
         self.reseed(seed)
+
+    @property
+    def threads(self) -> int:
+        """Threads the compiled kernels use: every core by default (or OMP_NUM_THREADS), at
+        most 8. Setting it applies to later calls from this Python thread."""
+        return int(self._set_threads(0))
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"threads must be a whole number, 1 or more; got {n!r}")
+        self._set_threads(int(n))
 
     def __repr__(self) -> str:
         n = sum(v.size for v in self.params.values())

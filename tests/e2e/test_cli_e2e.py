@@ -18,7 +18,8 @@ def test_train_evaluate_predict_on_an_image_folder(tmp_path, image_folder):
              "--build-dir", tmp_path / "gen", "-q")
     assert r.returncode == 0, r.stderr
     assert "held-out test" in r.stdout and ck.exists()
-    r = cnnc("evaluate", spec, "--data", image_folder, "--checkpoint", ck, "--build-dir", tmp_path / "gen")
+    r = cnnc("evaluate", spec, "--data", image_folder, "--checkpoint", ck, "--build-dir", tmp_path / "gen",
+             "--threads", 1)
     assert r.returncode == 0 and "accuracy" in r.stdout, r.stderr
     img = next((image_folder / "red").iterdir())
     r = cnnc("predict", spec, img, "--checkpoint", ck, "--build-dir", tmp_path / "gen")
@@ -26,6 +27,12 @@ def test_train_evaluate_predict_on_an_image_folder(tmp_path, image_folder):
     assert str(img) in r.stdout and "%" in r.stdout
     for name in ("red", "green", "blue"):
         assert name in r.stdout
+
+
+def test_threads_option_must_be_a_positive_count(tmp_path):
+    for bad in ("0", "two"):
+        r = cnnc("train", EXAMPLES / "digits.cnn", "--threads", bad, "--build-dir", tmp_path / "gen")
+        assert r.returncode == 2 and "1 or more" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_train_rejects_data_that_does_not_fit(tmp_path):

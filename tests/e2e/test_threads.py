@@ -78,3 +78,48 @@ def test_thread_counts(tmp_path, name, text, n, h):
         # relative per sum). Four Adam steps of lr 0.01 move params by ~0.04; 1e-5 absolute is
         # far below that and far above the rounding drift.
         np.testing.assert_allclose(one[k], two_a[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+SET_SCRIPT = r"""
+import json, sys, numpy as np, cnnc
+mod = cnnc.compile(sys.argv[1], out_dir=sys.argv[2])
+m = mod.Model(seed=0)
+before = m.threads
+m.threads = int(sys.argv[3])
+rng = np.random.default_rng(1)
+x = rng.random((80, 32, 32, 3), dtype=np.float32)
+y = rng.integers(0, 3, 80).astype(np.int32)
+for _ in range(2):
+    m.train_step(x=x, y=y)
+json.dump({"before": before, "after": m.threads, "params": {k: v.tolist() for k, v in m.params.items()}}, sys.stdout)
+"""
+
+
+def test_threads_property_sets_the_kernels_thread_count(tmp_path):
+    """Model.threads = 1 under OMP_NUM_THREADS=2 trains exactly as a one-thread process does."""
+    spec = tmp_path / "wide.cnn"
+    spec.write_text(WIDE)
+    build = tmp_path / "gen"
+
+    def run(env_threads, set_to):
+        env = dict(os.environ, OMP_NUM_THREADS=str(env_threads))
+        r = subprocess.run([sys.executable, "-c", SET_SCRIPT, str(spec), str(build), str(set_to)],
+                           capture_output=True, text=True, env=env, timeout=300, check=True)
+        return json.loads(r.stdout)
+
+    set_one, one, two = run(2, 1), run(1, 1), run(2, 2)
+    assert (set_one["before"], set_one["after"]) == (2, 1)
+    for k, v in one["params"].items():
+        np.testing.assert_array_equal(np.array(set_one["params"][k]), np.array(v), err_msg=k)
+    # and the setting matters: two threads sum filter-gradient partials in another order
+    assert any(not np.array_equal(np.array(two["params"][k]), np.array(v)) for k, v in one["params"].items())
+
+
+def test_threads_must_be_positive(tmp_path):
+    import cnnc
+    spec = tmp_path / "tiny.cnn"
+    spec.write_text(TINY_FLOWERS)
+    m = cnnc.compile(str(spec), out_dir=tmp_path / "gen").Model(seed=0)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="whole number"):
+            m.threads = bad
