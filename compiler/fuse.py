@@ -9,8 +9,9 @@ and be none of its results: in training relu keeps its output for the gradient, 
 and bias_add's outputs are never needed. The same float operations run in the same order, so
 fusing changes no bit of any result.
 
-Producers opt in with `extra["epilogue"]` in the op table; their templates apply the record's
-`epilogue` statements (each assigning a new x from x and vec[k][j], the column's vector value)."""
+A kernel takes an epilogue when its record carries `epilogue_index` (conv2d and matmul:
+"column"; the max-pool gradient where its windows tile the image: "element"); its template
+applies the record's `epilogue` statements, each assigning a new x from x and the operands."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -22,9 +23,12 @@ from .ops import REGISTRY
 MAX_VECTORS = 4
 
 
-def step(node: Node, cur: Value, nvec: int) -> tuple[str, Value | None] | None:
-    """The C expression for `node` applied to the chain value x, and its vector operand; or
-    None if `node` cannot join the chain."""
+def step(node: Node, cur: Value, nvec: int, index: str) -> tuple[str, Value | None] | None:
+    """The C expression for `node` applied to the chain value x, and its other operand; or
+    None if `node` cannot join the chain. index "column": the producer finishes blocks of a
+    matrix, and another operand must be a vector along the last axis (vec[k][j0 + j]);
+    "element": it finishes single elements, and another operand must have the chain's shape
+    (vec[k][i])."""
     expr = getattr(REGISTRY[node.op].kernel, "expr", None)
     if expr is None or node.out.type != cur.type or cur.type.dtype != "f32":
         return None
@@ -35,10 +39,11 @@ def step(node: Node, cur: Value, nvec: int) -> tuple[str, Value | None] | None:
         if v is cur:
             operands.append("x")
             continue
-        if v.type.dtype != "f32" or tuple(v.type.shape) != (cur.type.shape[-1],) or nvec >= MAX_VECTORS:
+        want = (cur.type.shape[-1],) if index == "column" else tuple(cur.type.shape)
+        if v.type.dtype != "f32" or tuple(v.type.shape) != want or nvec >= MAX_VECTORS:
             return None
         vec = v
-        operands.append(f"vec[{nvec}][j0 + j]")
+        operands.append(f"vec[{nvec}][j0 + j]" if index == "column" else f"vec[{nvec}][i]")
     return expr.format(*operands), vec
 
 
@@ -56,13 +61,15 @@ def fuse(nodes: list[Node], kernel_of, root_of, results: set[int]) -> tuple[list
     for i, n in enumerate(nodes):
         if id(n) in absorbed:
             continue
-        if not REGISTRY[n.op].extra.get("epilogue"):
+        own = kernel_of(n)
+        index = getattr(own.p, "epilogue_index", None)      # the kernel takes an epilogue
+        if index is None:
             out.append(n)
             continue
         stmts, vecs, chain, cur = [], [], [], n.out
         while cur.id not in results and len(readers.get(cur.id, ())) == 1:
             nxt = readers[cur.id][0]
-            got = step(nxt, cur, len(vecs))
+            got = step(nxt, cur, len(vecs), index)
             if got is None:
                 break
             stmt, vec = got
@@ -83,7 +90,7 @@ def fuse(nodes: list[Node], kernel_of, root_of, results: set[int]) -> tuple[list
         for c in chain:                   # the spec's nesting: relu(bias_add(conv2d(x, w), b))
             call = f"{c.op}({', '.join(call if v is v0 else v.name for v in c.inputs)})"
             v0 = c.out
-        k = kernel_of(n)
+        k = own
         vec_args = tuple(f"in{len(n.inputs) + j}" for j in range(len(vecs)))
         p = record(**{**dict(k.p.items), "epilogue": tuple(stmts), "vec_args": vec_args})
         note = f"fused: {', '.join(c.op for c in chain)} applied to each finished block of the {n.op}"

@@ -33,7 +33,7 @@ def conv2d_kernel(node):
     p, note = conv_geometry(x.type.shape, f.type.shape[:2], node.out.type.shape, **_sp(node))
     # scratch: the input with its zero border, so every window lies inside
     padded = _padded_floats(p.oh, p.ow, p.sh, p.sw, p.kh, p.kw, p.c)
-    p = record(**dict(p.items), epilogue=(), vec_args=())      # fuse.py may fill them
+    p = record(**dict(p.items), epilogue=(), vec_args=(), epilogue_index="column")  # fuse.py may fill them
     return Kernel("conv2d.c.j2", p, note, scratch=Lin.of(x.type.shape[0]) * (4 * padded))
 
 
@@ -112,8 +112,7 @@ PADDING = Arg("padding", "str", convert=padding)
 
 register(OpDef("conv2d", (Arg("input"), Arg("filters", aliases=("filter",)), STRIDES, PADDING),
                conv2d_shape, conv2d_vjp, kernel=conv2d_kernel, doc="2-D convolution, TF semantics",
-               extra={"macs": lambda ins, out, a: out[1] * out[2] * out[3] * ins[1][0] * ins[1][1] * ins[1][2],
-                      "epilogue": True}))
+               extra={"macs": lambda ins, out, a: out[1] * out[2] * out[3] * ins[1][0] * ins[1][1] * ins[1][2]}))
 
 
 def _output_shape(v):

@@ -69,14 +69,14 @@ def matmul_kernel(node):
     a_rs, a_cs = (1, m) if ta else (k, 1)
     b_rs, b_cs = (1, k) if tb else (n, 1)
     return Kernel("matmul.c.j2", record(m=m, k=k, n=n, a_rs=a_rs, a_cs=a_cs, b_rs=b_rs, b_cs=b_cs,
-                                        threads=threads_when(m * k * n), epilogue=(), vec_args=()))
+                                        threads=threads_when(m * k * n), epilogue=(), vec_args=(),
+                                        epilogue_index="column"))
 
 
 register(OpDef("matmul", (Arg("a"), Arg("b"), Arg("transpose_a", "bool", False),
                           Arg("transpose_b", "bool", False)),
                matmul_shape, matmul_vjp, kernel=matmul_kernel, doc="2-D matrix product",
-               extra={"macs": lambda ins, out, a: out[0] * out[1] * (ins[0][0] if a["transpose_a"] else ins[0][1]),
-                      "epilogue": True}))
+               extra={"macs": lambda ins, out, a: out[0] * out[1] * (ins[0][0] if a["transpose_a"] else ins[0][1])}))
 
 
 def _rate(v):

@@ -28,6 +28,10 @@ def pool_kernel(mode):
                    tiled=(kh, kw) == (sh, sw) and not (t or bt or l or r) and
                    pooled.shape[1] * sh == h and pooled.shape[2] * sw == w,
                    threads=threads_when(Lin.of(image.shape[0]) * (pooled.shape[1] * pooled.shape[2] * c * kh * kw)))
+        p = record(**dict(p.items), epilogue=(), vec_args=())
+        if mode == "max_grad" and p.tiled:
+            # each cell is written once, finished: fuse.py may append elementwise ops
+            p = record(**dict(p.items), epilogue_index="element")
         return Kernel("pool.c.j2", p, f"pads: top {t}, left {l}, bottom {bt}, right {r}")
     return rule
 

@@ -14,7 +14,7 @@ from cnnc.compiler import build, emit, lower
 # (the TF MNIST tutorial), matmul + bias then relu, and cases it must leave alone: a bias
 # computed after the conv (c3), a conv output read twice (c5), and a conv output that is also
 # a model output (raw4: left alone in forward, fused with tanh in train_step, which does not
-# return it).
+# return it). In the gradients, relu's gradient runs inside the max-pool gradient before it.
 SPEC = """
 model fused
 input x: f32[N, 8, 8, 3]
@@ -36,7 +36,8 @@ h5 = relu(c5) + sigmoid(c5)
 param w4: f32[1, 1, 16, 16] = truncated_normal(stddev=0.2)
 raw4 = conv2d(h5, w4, strides=[1, 1, 1, 1], padding="VALID")
 h4 = tanh(raw4) * h5
-pooled = max_pool(h4, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="VALID")
+r4 = relu(h4)
+pooled = max_pool(r4, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="VALID")
 param fw: f32[4*4*16, 10] = truncated_normal(stddev=0.1)
 param fb: f32[10] = constant(0.1)
 hidden = relu(matmul(reshape(pooled, [-1, 4*4*16]), fw) + fb)
@@ -84,6 +85,8 @@ def test_fusion_takes_legal_chains_only():
     fwd = " ".join(_epilogues(entry="forward"))
     assert "raw4" not in fwd and "h4" not in fwd, "raw4 is a forward output: nothing may absorb it there"
     assert ep["h4_conv2d_forward"] == ("tanhf(x)",), "train_step does not return raw4: tanh may fuse"
+    # backward: relu_grad(r4, max_pool_grad(r4, dpooled)) is one kernel, r4 read per element
+    assert ep["r4_backward"] == ("(vec[0][i] > 0.0f ? x : 0.0f)",)
 
 
 def test_fused_kernels_say_what_they_fuse(both):
