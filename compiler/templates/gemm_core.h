@@ -431,7 +431,11 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
                     cg_epi epi, const void *ectx, int t, int nt)
 {
     const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
-    const int rowlen = g->KW * g->C, M = batch * g->OH * g->OW;
+    /* K is walked one kernel row (KW*C values) at a time; when the window spans the whole
+       padded width (textcnn's 50-wide word vectors) its rows are adjacent, so one run */
+    const int whole_rows = (long)Wp * g->C == (long)g->KW * g->C;
+    const int KH = whole_rows ? 1 : g->KH, rowlen = whole_rows ? g->KH * g->KW * g->C : g->KW * g->C;
+    const int M = batch * g->OH * g->OW;
     {
         cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
 #ifdef _OPENMP
@@ -442,7 +446,7 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
         if (m1 > M) m1 = M;
         float *bp = cg_bpack[t];
         const float *base[CG_MC + CG_MR];
-        const int K = g->KH * rowlen;
+        const int K = KH * rowlen;
         for (int jc = 0; jc < OC && m0 < m1; jc += CG_NC) {
             int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
             /* The whole filter block fits the packing buffer (it does for typical convs): pack
@@ -454,7 +458,7 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
                 int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
                 for (int i = 0; i < mc + CG_MR; i++)       /* rows past mc repeat the last pixel */
                     base[i] = cg_window(g, xpad, Hp, Wp, ic + (i < mc ? i : mc - 1));
-                for (int kh = 0; kh < g->KH; kh++)
+                for (int kh = 0; kh < KH; kh++)
                     for (int kk = 0; kk < rowlen; kk += CG_KC) {
                         int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC, k0 = kh * rowlen + kk;
                         int acc = kh > 0 || kk > 0;

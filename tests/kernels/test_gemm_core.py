@@ -133,3 +133,22 @@ def test_conv_paths(lib, trial):
         dx = np.empty_like(x)
         lib.conv_bwd_input_direct(_p(dy), _p(f), _p(dx), _p(dypad), n, h, w, c, oh, ow, kh, kw, oc, pt, pl)
         assert _rel(dx, want_dx) < 1e-5
+
+
+@pytest.mark.parametrize("h,w,c,kh,oc", [(30, 50, 1, 20, 10), (12, 7, 3, 4, 33), (5, 300, 1, 2, 4)])
+def test_conv_window_spanning_the_width(lib, rng, h, w, c, kh, oc):
+    """A VALID window as wide as the input (textcnn's word vectors): its rows are adjacent in
+    memory, and the direct conv walks them as one run of kh*w*c values."""
+    n = 2
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    f = rng.standard_normal((kh, w, c, oc)).astype(np.float32)
+    oh = h - kh + 1
+    geo = (n, h, w, c, oh, 1, kh, w, oc, 1, 1, 0, 0)
+    xpad = np.empty(n * h * w * c + 16, np.float32)
+    out = np.empty((n, oh, 1, oc), np.float32)
+    lib.conv_fwd(_p(x), _p(f), _p(out), _p(xpad), *geo)
+    assert _rel(out, ref.conv2d(x, f, (1, 1), "VALID")) < 1e-5
+    dy = rng.standard_normal((n, oh, 1, oc)).astype(np.float32)
+    df = np.empty_like(f)
+    lib.conv_bwd_filter(_p(x), _p(dy), _p(df), _p(xpad), *geo)
+    assert _rel(df, ref.conv2d_backprop_filter(x, f.shape, dy, (1, 1), "VALID")) < 1e-5
