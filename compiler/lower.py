@@ -31,6 +31,8 @@ from .types import C_TYPES, ITEMSIZE
 PARAM_ALIGN = 16            # floats: each param starts on a 64-byte boundary of its slab
 SLOTS = {"sgd": (), "momentum": ("momentum",), "adam": ("m", "v")}
 HYPER_DEFAULTS = {"adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-7}}
+ENTRY_SUFFIXES = ("forward", "backward", "train_step", "eval_step", "workspace_size", "params_size",
+                  "set_threads")
 
 
 class LowerError(Exception):
@@ -154,7 +156,8 @@ class _Lowerer:
         self.fns: list[KernelFn] = []
         self.fn_of: dict[int, str] = {}
         self.by_record: dict[tuple, str] = {}
-        self.names: set[str] = set()
+        # kernel names must not take the module's own symbols (a binding named like the model)
+        self.names: set[str] = {f"{sanitize(g.model)}_{x}" for x in ENTRY_SUFFIXES}
         self.salt: dict[int, int] = {}
         self.keep: list[Node] = []
         for v in g.inputs + g.params + g.const_values:

@@ -254,17 +254,19 @@ static inline void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int 
         if (d->cs == 1) {                        /* rows of B are contiguous: copy NR at a time */
             for (int k = 0; k < kc; k++) {
                 const float *row = d->p + (long)(p0 + k) * d->rs + j0 + s;
-                memcpy(out + k * CG_NR, row, (size_t)cols * sizeof(float));
-                for (int j = cols; j < CG_NR; j++) out[k * CG_NR + j] = 0.f;
+                float *o = out + (long)k * CG_NR;
+                memcpy(o, row, (size_t)cols * sizeof(float));
+                if (cols < CG_NR)
+                    memset(o + cols, 0, (size_t)(CG_NR - cols) * sizeof(float));
             }
         } else {                                 /* B^T stored: walk each column along k */
             for (int j = 0; j < CG_NR; j++) {
                 if (j >= cols) {
-                    for (int k = 0; k < kc; k++) out[k * CG_NR + j] = 0.f;
+                    for (int k = 0; k < kc; k++) out[(long)k * CG_NR + j] = 0.f;
                     continue;
                 }
                 const float *col = d->p + (long)(j0 + s + j) * d->cs + (long)p0 * d->rs;
-                for (int k = 0; k < kc; k++) out[k * CG_NR + j] = col[(long)k * d->rs];
+                for (int k = 0; k < kc; k++) out[(long)k * CG_NR + j] = col[(long)k * d->rs];
             }
         }
     }
@@ -338,8 +340,8 @@ static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const
         const int ld = t == 0 ? ldc : N;
         for (int i = 0; i < M; i++)
             memset(dst + (long)i * ld, 0, (size_t)N * sizeof(float));
-        int k = k0;
-        for (; k + 4 <= k1; k += 4) {
+        const int k4 = k0 + (k1 - k0) / 4 * 4;
+        for (int k = k0; k < k4; k += 4) {
             const float *b0 = B->p + (long)k * B->rs, *b1 = b0 + B->rs, *b2 = b1 + B->rs, *b3 = b2 + B->rs;
             for (int i = 0; i < M; i++) {
                 const float *a = A->p + (long)i * A->rs + (long)k * A->cs;
@@ -348,7 +350,7 @@ static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const
                 for (int j = 0; j < N; j++) c[j] += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
             }
         }
-        for (; k < k1; k++) {
+        for (int k = k4; k < k1; k++) {
             const float *b0 = B->p + (long)k * B->rs;
             for (int i = 0; i < M; i++) {
                 const float a0 = A->p[(long)i * A->rs + (long)k * A->cs];
