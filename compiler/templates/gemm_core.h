@@ -215,21 +215,16 @@ cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, 
     }
 }
 
-static inline void cg_gemm_epi(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
-                               const void *bctx, float *C, int ldc, int accumulate, int threads,
-                               cg_epi epi, const void *ectx)
+/* The whole product in one call (for callers whose operands vary at run time; the matmul
+ * kernel opens its own region around cg_gemm_part). */
+static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+                           const void *bctx, float *C, int ldc, int accumulate, int threads)
 {
     (void)threads;
 #ifdef _OPENMP
 #pragma omp parallel if (threads) num_threads(cg_threads())
 #endif
-    cg_gemm_part(M, N, K, pa, actx, pb, bctx, C, ldc, accumulate, epi, ectx, cg_thread_num(), cg_num_threads());
-}
-
-static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
-                           const void *bctx, float *C, int ldc, int accumulate, int threads)
-{
-    cg_gemm_epi(M, N, K, pa, actx, pb, bctx, C, ldc, accumulate, threads, 0, 0);
+    cg_gemm_part(M, N, K, pa, actx, pb, bctx, C, ldc, accumulate, 0, 0, cg_thread_num(), cg_num_threads());
 }
 
 /* ---- packers ---------------------------------------------------------------------------- */
@@ -484,20 +479,16 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
     }
 }
 
-static inline void cg_conv_direct_epi(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
-                                      float *out, float *xpad, int threads, cg_epi epi, const void *ectx)
+/* The whole conv in one call (the kernel tests use it; generated kernels open their own
+ * region around cg_conv_direct_part, with the geometry constant inside it). */
+static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
+                                  float *out, float *xpad, int threads)
 {
     (void)threads;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(cg_threads()) if (threads)
 #endif
-    cg_conv_direct_part(g, batch, pb, bctx, OC, out, xpad, epi, ectx, cg_thread_num(), cg_num_threads());
-}
-
-static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
-                                  float *out, float *xpad, int threads)
-{
-    cg_conv_direct_epi(g, batch, pb, bctx, OC, out, xpad, threads, 0, 0);
+    cg_conv_direct_part(g, batch, pb, bctx, OC, out, xpad, 0, 0, cg_thread_num(), cg_num_threads());
 }
 
 /* As cg_micro, but column k of A is MR consecutive floats at cols[k] + off (no packing). */
