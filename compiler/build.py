@@ -15,6 +15,7 @@ import io
 import importlib.util
 import json
 import os
+import platform
 import subprocess
 import sys
 import sysconfig
@@ -60,6 +61,20 @@ def c_flags() -> list[str]:
     return OPT_FLAGS + openmp_flags()
 
 
+_TARGET: dict[str, str] = {}
+
+
+def native_target() -> str:
+    """What -march=native means on this machine, as the compiler resolves it (the CPU and
+    every ISA extension it enables), checked once per process: part of the cache key, so a
+    build directory copied to another CPU is rebuilt rather than loaded (illegal instructions)."""
+    cc = compiler()
+    if cc not in _TARGET:
+        r = subprocess.run([cc, *OPT_FLAGS, "-Q", "--help=target"], capture_output=True, text=True)
+        _TARGET[cc] = r.stdout if r.returncode == 0 else platform.processor() + platform.machine()
+    return _TARGET[cc]
+
+
 def build(graph, source, out_dir, emit_only: bool = False):
     """Generate and build `graph`; returns the imported package (or its directory if emit_only).
 
@@ -76,8 +91,8 @@ def cache_key(files: emit.GeneratedFiles) -> str:
     from .. import __version__
     import cffi
     h = hashlib.sha256()
-    for part in (files.c, files.h, " ".join(c_flags()), compiler(), __version__, cffi.__version__,
-                 sys.implementation.cache_tag):
+    for part in (files.c, files.h, " ".join(c_flags()), compiler(), native_target(), __version__,
+                 cffi.__version__, sys.implementation.cache_tag):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:12]

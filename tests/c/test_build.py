@@ -195,3 +195,12 @@ def test_specs_differing_only_in_runtime_values_get_their_own_manifest(tmp_path)
     b = cnnc.compile(with_lr(0.0005), out_dir=tmp_path)
     assert a.Model().lr == pytest.approx(0.002) and b.Model().lr == pytest.approx(0.0005)
     assert a.manifest["extension"] == b.manifest["extension"]      # no second C build
+
+
+def test_cache_key_covers_the_cpu_target(monkeypatch):
+    """A build for one CPU is not loaded on another: -march=native's resolution is in the key."""
+    files = emit.render(lower.lower(small_cnn("small")), "fp")
+    here = build.cache_key(files)
+    assert "-march=" in build.native_target()
+    monkeypatch.setitem(build._TARGET, build.compiler(), "  -march=  some-older-cpu\n")
+    assert build.cache_key(files) != here
