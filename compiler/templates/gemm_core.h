@@ -66,6 +66,15 @@ static inline int cg_num_threads(void)
 #endif
 }
 
+/* Thread t's share [*lo, *hi) of n items split among nt threads, cut at multiples of `align`
+ * (a micro-tile, a panel, a cache line): every split in the generated code goes through here. */
+static inline void cg_share(long n, long align, int t, int nt, long *lo, long *hi)
+{
+    const long units = (n + align - 1) / align;
+    *lo = units * t / nt * align < n ? units * t / nt * align : n;
+    *hi = units * (t + 1) / nt * align < n ? units * (t + 1) / nt * align : n;
+}
+
 /* Rows that fall in padding read from here, so packing loops need no branch per element. */
 #define CG_ZLEN 1024
 static const float cg_zero[CG_ZLEN] __attribute__((aligned(64), unused));
@@ -195,22 +204,22 @@ cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, 
        through a big weight), threads split B's columns, so none packs all of B; otherwise they
        split A's rows. Either way every element of C sums over K in the same order. */
     if (N >= M) {
-        int panels = (N + CG_NR - 1) / CG_NR;
-        int j0 = (int)((long)panels * t / nt) * CG_NR, j1 = (int)((long)panels * (t + 1) / nt) * CG_NR;
-        if (j1 > N) j1 = N;
+        long j0, j1;
+        cg_share(N, CG_NR, t, nt, &j0, &j1);
         if (j0 < j1) {
-            cg_gemm_block(0, M, j0, j1, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t], cg_bpack[t]);
+            cg_gemm_block(0, M, (int)j0, (int)j1, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t],
+                          cg_bpack[t]);
             if (epi)
-                epi(ectx, C, ldc, M, j0, j1 - j0);
+                epi(ectx, C, ldc, M, (int)j0, (int)(j1 - j0));
         }
     } else {
-        int tiles = (M + CG_MR - 1) / CG_MR;
-        int m0 = (int)((long)tiles * t / nt) * CG_MR, m1 = (int)((long)tiles * (t + 1) / nt) * CG_MR;
-        if (m1 > M) m1 = M;
+        long m0, m1;
+        cg_share(M, CG_MR, t, nt, &m0, &m1);
         if (m0 < m1) {
-            cg_gemm_block(m0, m1, 0, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t], cg_bpack[t]);
+            cg_gemm_block((int)m0, (int)m1, 0, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t],
+                          cg_bpack[t]);
             if (epi)
-                epi(ectx, C + (long)m0 * ldc, ldc, m1 - m0, 0, N);
+                epi(ectx, C + m0 * ldc, ldc, (int)(m1 - m0), 0, N);
         }
     }
 }
@@ -326,11 +335,9 @@ static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const
 #pragma omp parallel num_threads(cg_threads()) if (split)
 #endif
     {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num(), nt = omp_get_num_threads();
-#endif
-        const int k0 = (int)((long)K * t / nt), k1 = (int)((long)K * (t + 1) / nt);
+        const int t = cg_thread_num(), nt = cg_num_threads();
+        long k0, k1;
+        cg_share(K, 1, t, nt, &k0, &k1);
         float *dst = t == 0 ? C : cg_bpack[t];
         const int ld = t == 0 ? ldc : N;
         for (int i = 0; i < M; i++)
@@ -356,7 +363,8 @@ static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        const int j0 = (int)((long)N * t / nt), j1 = (int)((long)N * (t + 1) / nt);
+        long j0, j1;
+        cg_share(N, 1, t, nt, &j0, &j1);
         for (int u = 1; u < nt; u++)
             for (int i = 0; i < M; i++) {
                 const float *src = cg_bpack[u] + (long)i * N;
@@ -399,8 +407,10 @@ static inline const float *cg_window(const cg_conv *g, const float *xpad, int Hp
  * images, so a batch of one is shared too. */
 static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp, int Wp, int t, int nt)
 {
-    const long img = (long)Hp * Wp * g->C, rows = (long)batch * Hp;
-    for (long row = rows * t / nt; row < rows * (t + 1) / nt; row++) {
+    const long img = (long)Hp * Wp * g->C;
+    long r0, r1;
+    cg_share((long)batch * Hp, 1, t, nt, &r0, &r1);
+    for (long row = r0; row < r1; row++) {
         const int n = (int)(row / Hp), y = (int)(row % Hp);
         /* one padded row: left border, the image row (contiguous in NHWC), right border */
         float *dst = xpad + n * img + (long)y * Wp * g->C;
@@ -438,9 +448,9 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        int tiles = (M + CG_MR - 1) / CG_MR;
-        int m0 = (int)((long)tiles * t / nt) * CG_MR, m1 = (int)((long)tiles * (t + 1) / nt) * CG_MR;
-        if (m1 > M) m1 = M;
+        long tm0, tm1;
+        cg_share(M, CG_MR, t, nt, &tm0, &tm1);
+        const int m0 = (int)tm0, m1 = (int)tm1;
         float *bp = cg_bpack[t];
         const float *base[CG_MC + CG_MR];
         const int K = KH * rowlen;
@@ -563,9 +573,9 @@ cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, f
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        int blocks = (P + CG_KC - 1) / CG_KC;
-        int k0 = (int)((long)blocks * t / nt) * CG_KC, k1 = (int)((long)blocks * (t + 1) / nt) * CG_KC;
-        if (k1 > P) k1 = P;
+        long tk0, tk1;
+        cg_share(P, CG_KC, t, nt, &tk0, &tk1);
+        const int k0 = (int)tk0, k1 = (int)tk1;
         float *dst = t == 0 ? df : partials + (long)(t - 1) * rows * OC;
         if (k0 >= k1)
             memset(dst, 0, (size_t)rows * OC * sizeof(float));
@@ -603,9 +613,10 @@ cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, f
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        int r0 = (int)((long)rows * t / nt), r1 = (int)((long)rows * (t + 1) / nt);
+        long r0, r1;
+        cg_share(rows, 1, t, nt, &r0, &r1);
         for (int u = 1; u < nt; u++)
-            for (int i = r0; i < r1; i++) {
+            for (long i = r0; i < r1; i++) {
                 const float *src = partials + (long)(u - 1) * rows * OC + (long)i * OC;
                 float *row = df + (long)i * OC;
                 for (int j = 0; j < OC; j++) row[j] += src[j];

@@ -70,7 +70,7 @@ def test_thread_counts(tmp_path, name, text, n, h):
     two_a, two_b, one = _train(2, spec, build, n, h), _train(2, spec, build, n, h), _train(1, spec, build, n, h)
     if name == "wide":
         src = next(build.glob("*/model.c")).read_text()
-        for marker in ("cnnc_slice(32, 16", "the windows tile the image", "adam update"):
+        for marker in ("cg_share(32, 16", "the windows tile the image", "adam update"):
             assert _threaded_at(src, n, marker), f"the kernel with {marker!r} is serial at N = {n}"
     for k in one:
         np.testing.assert_array_equal(two_a[k], two_b[k], err_msg=f"{k}: two runs with 2 threads differ")
