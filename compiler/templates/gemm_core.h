@@ -112,31 +112,33 @@ static inline void cg_writeback(cg_vf acc[CG_MR][CG_NRV], float *restrict c, int
             c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
 }
 
+/* One k step shared by the micro-kernels: the B panel row at b times the 12 values of A in
+ * ak, into acc. A narrow panel (at most one vector of real columns) skips the second vector;
+ * the flag is the same for every k, so the compiler moves the test out of the k loop. */
+static inline __attribute__((always_inline)) void
+cg_step(cg_vf acc[CG_MR][CG_NRV], const float ak[CG_MR], const float *restrict b, int narrow)
+{
+    const cg_vf b0 = cg_load(b);
+    if (narrow) {
+#pragma GCC unroll 12
+        for (int i = 0; i < CG_MR; i++)
+            acc[i][0] += ak[i] * b0;
+        return;
+    }
+    const cg_vf b1 = cg_load(b + CG_VL);
+#pragma GCC unroll 12
+    for (int i = 0; i < CG_MR; i++) {
+        acc[i][0] += ak[i] * b0;
+        acc[i][1] += ak[i] * b1;
+    }
+}
+
 static inline void cg_micro(int kc, const float *restrict a, const float *restrict b,
                      float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
-    cg_vf acc[CG_MR][CG_NRV];
-    for (int i = 0; i < CG_MR; i++)
-        for (int j = 0; j < CG_NRV; j++)
-            acc[i][j] = (cg_vf){0};
-    if (nr <= CG_VL)                    /* a narrow panel (few output columns): half the FMAs */
-        for (int k = 0; k < kc; k++) {
-            cg_vf b0 = cg_load(b + k * CG_NR);
-            const float *ak = a + k * CG_MR;
-#pragma GCC unroll 12
-            for (int i = 0; i < CG_MR; i++)
-                acc[i][0] += ak[i] * b0;
-        }
-    else
-        for (int k = 0; k < kc; k++) {
-            cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
-            const float *ak = a + k * CG_MR;
-#pragma GCC unroll 12
-            for (int i = 0; i < CG_MR; i++) {
-                acc[i][0] += ak[i] * b0;
-                acc[i][1] += ak[i] * b1;
-            }
-        }
+    cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
+    for (int k = 0; k < kc; k++)
+        cg_step(acc, a + k * CG_MR, b + k * CG_NR, nr <= CG_VL);
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
@@ -144,30 +146,13 @@ static inline void cg_micro(int kc, const float *restrict a, const float *restri
 static inline void cg_micro_ptr(int kc, const float *const a[CG_MR], const float *restrict b,
                                 float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
-    cg_vf acc[CG_MR][CG_NRV];
-    for (int i = 0; i < CG_MR; i++)
-        for (int j = 0; j < CG_NRV; j++)
-            acc[i][j] = (cg_vf){0};
+    cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5],
                 *a6 = a[6], *a7 = a[7], *a8 = a[8], *a9 = a[9], *a10 = a[10], *a11 = a[11];
-    if (nr <= CG_VL)                    /* a narrow panel (few output channels): half the FMAs */
-        for (int k = 0; k < kc; k++) {
-            cg_vf b0 = cg_load(b + k * CG_NR);
-            const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k]};
-#pragma GCC unroll 12
-            for (int i = 0; i < CG_MR; i++)
-                acc[i][0] += ak[i] * b0;
-        }
-    else
-        for (int k = 0; k < kc; k++) {
-            cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
-            const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k]};
-#pragma GCC unroll 12
-            for (int i = 0; i < CG_MR; i++) {
-                acc[i][0] += ak[i] * b0;
-                acc[i][1] += ak[i] * b1;
-            }
-        }
+    for (int k = 0; k < kc; k++) {
+        const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k]};
+        cg_step(acc, ak, b + k * CG_NR, nr <= CG_VL);
+    }
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
@@ -505,28 +490,9 @@ static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, con
 static inline void cg_micro_cols(int kc, const float *const *cols, long off, const float *restrict b,
                                  float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
-    cg_vf acc[CG_MR][CG_NRV];
-    for (int i = 0; i < CG_MR; i++)
-        for (int j = 0; j < CG_NRV; j++)
-            acc[i][j] = (cg_vf){0};
-    if (nr <= CG_VL)                    /* a narrow panel (few output channels): half the FMAs */
-        for (int k = 0; k < kc; k++) {
-            cg_vf b0 = cg_load(b + k * CG_NR);
-            const float *ak = cols[k] + off;
-#pragma GCC unroll 12
-            for (int i = 0; i < CG_MR; i++)
-                acc[i][0] += ak[i] * b0;
-        }
-    else
-        for (int k = 0; k < kc; k++) {
-            cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
-            const float *ak = cols[k] + off;
-#pragma GCC unroll 12
-            for (int i = 0; i < CG_MR; i++) {
-                acc[i][0] += ak[i] * b0;
-                acc[i][1] += ak[i] * b1;
-            }
-        }
+    cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
+    for (int k = 0; k < kc; k++)
+        cg_step(acc, cols[k] + off, b + k * CG_NR, nr <= CG_VL);
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
@@ -536,19 +502,12 @@ static inline void cg_micro_gather(int kc, const float *const *cols, const long 
                                    const float *restrict b, float *restrict c, int ldc, int mr, int nr,
                                    int accumulate)
 {
-    cg_vf acc[CG_MR][CG_NRV];
-    for (int i = 0; i < CG_MR; i++)
-        for (int j = 0; j < CG_NRV; j++)
-            acc[i][j] = (cg_vf){0};
+    cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
     for (int k = 0; k < kc; k++) {
-        cg_vf b0 = cg_load(b + k * CG_NR), b1 = cg_load(b + k * CG_NR + CG_VL);
         const float *ak = cols[k];
-#pragma GCC unroll 12
-        for (int i = 0; i < CG_MR; i++) {
-            const float a = ak[off[i]];
-            acc[i][0] += a * b0;
-            acc[i][1] += a * b1;
-        }
+        const float row[CG_MR] = {ak[off[0]], ak[off[1]], ak[off[2]], ak[off[3]], ak[off[4]], ak[off[5]],
+                                  ak[off[6]], ak[off[7]], ak[off[8]], ak[off[9]], ak[off[10]], ak[off[11]]};
+        cg_step(acc, row, b + k * CG_NR, nr <= CG_VL);
     }
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
