@@ -90,11 +90,10 @@ def fuse(nodes: list[Node], kernel_of, root_of, results: set[int]) -> tuple[list
         for c in chain:                   # the spec's nesting: relu(bias_add(conv2d(x, w), b))
             call = f"{c.op}({', '.join(call if v is v0 else v.name for v in c.inputs)})"
             v0 = c.out
-        k = own
         vec_args = tuple(f"in{len(n.inputs) + j}" for j in range(len(vecs)))
-        p = record(**{**dict(k.p.items), "epilogue": tuple(stmts), "vec_args": vec_args})
+        p = record(**{**dict(own.p.items), "epilogue": tuple(stmts), "vec_args": vec_args})
         note = f"fused: {', '.join(c.op for c in chain)} applied to each finished block of the {n.op}"
-        kernels[id(fused)] = replace(k, p=p, call=call, note="\n".join(filter(None, [k.note, note])))
+        kernels[id(fused)] = replace(own, p=p, call=call, note="\n".join(filter(None, [own.note, note])))
         absorbed.update(id(c) for c in chain)
         out.append(fused)
     return out, kernels

@@ -254,15 +254,10 @@ def reduction(node, mode: str) -> Kernel:
     for i in axes:
         count = count * Lin.of(x.shape[i])
     size = numel(node.out.type)
-    lead = tuple(range(len(axes)))
-    width = numel(node.out.type)
-    if x.dtype == "f32" and axes == lead and width.a == 0 and width.b >= 32 and width.b % 16 == 0:
-        # over the leading axes into a wide row (bias gradients): threads split the row
-        rows = Lin(0, 1)
-        for i in axes:
-            rows = rows * Lin.of(x.shape[i])
-        return Kernel("reduce_rows.c.j2", record(mode=mode, rows=rows, width=width.b,
-                                                 threads=threads_when(rows * width.b, POINTWISE_PARALLEL_MIN)))
+    if x.dtype == "f32" and axes == tuple(range(len(axes))) and size.a == 0 and size.b >= 32 and size.b % 16 == 0:
+        # over the leading axes (count rows) into a wide row (bias gradients): threads split the row
+        return Kernel("reduce_rows.c.j2", record(mode=mode, rows=count, width=size.b,
+                                                 threads=threads_when(count * size.b, POINTWISE_PARALLEL_MIN)))
     if mode == "max":
         init = "-INFINITY" if x.dtype == "f32" else "INT32_MIN"
         return pointwise(n, "{0} = {1} > {0} ? {1} : {0};", init=init, out_size=size)
