@@ -21,17 +21,16 @@ def pool_kernel(mode):
         (kh, kw), (sh, sw) = a["ksize"], a["strides"]
         h, w, c = image.shape[1:]
         t, bt, l, r = conv_pads((h, w), (kh, kw), (sh, sw), a["padding"])
+        # windows that tile the image exactly (2x2 stride 2 on an even size): the max gradient
+        # writes each cell once, finished, with no zero-fill first, so fuse.py may append
+        # elementwise ops to it
+        tiled = (kh, kw) == (sh, sw) and not (t or bt or l or r) and \
+            pooled.shape[1] * sh == h and pooled.shape[2] * sw == w
+        fusable = {"epilogue_index": "element"} if mode == "max_grad" and tiled else {}
         p = record(mode=mode, batch=Lin.of(image.shape[0]), h=h, w=w, c=c, oh=pooled.shape[1],
-                   ow=pooled.shape[2], kh=kh, kw=kw, sh=sh, sw=sw, pt=t, pl=l, image=h * w * c,
-                   # windows that tile the image exactly (2x2 stride 2 on an even size): the
-                   # max gradient writes each cell once, with no zero-fill first
-                   tiled=(kh, kw) == (sh, sw) and not (t or bt or l or r) and
-                   pooled.shape[1] * sh == h and pooled.shape[2] * sw == w,
-                   threads=threads_when(Lin.of(image.shape[0]) * (pooled.shape[1] * pooled.shape[2] * c * kh * kw)))
-        p = record(**dict(p.items), epilogue=(), vec_args=())
-        if mode == "max_grad" and p.tiled:
-            # each cell is written once, finished: fuse.py may append elementwise ops
-            p = record(**dict(p.items), epilogue_index="element")
+                   ow=pooled.shape[2], kh=kh, kw=kw, sh=sh, sw=sw, pt=t, pl=l, image=h * w * c, tiled=tiled,
+                   threads=threads_when(Lin.of(image.shape[0]) * (pooled.shape[1] * pooled.shape[2] * c * kh * kw)),
+                   epilogue=(), vec_args=(), **fusable)
         return Kernel("pool.c.j2", p, f"pads: top {t}, left {l}, bottom {bt}, right {r}")
     return rule
 
