@@ -43,10 +43,6 @@ class _Lazy:
         return self.f(*self.args)
 
 
-def concrete(shape, n: int) -> tuple[int, ...]:
-    return tuple(d if isinstance(d, int) else _sym(d) * n for d in shape)
-
-
 # --------------------------------------------------------------------------- initializers
 
 
@@ -309,8 +305,12 @@ class Model:
         fn(*args)
 
     def _outputs_for(self, n: int) -> dict:
-        return {("output", k): np.empty(tuple(d if c is None else c * n for c, d in zip(self._coeffs[id(shape)], shape)),
-                                        DTYPES[dt]) for k, (dt, shape) in self._output_types.items()}
+        return {("output", k): np.empty(self._concrete(shape, n), DTYPES[dt])
+                for k, (dt, shape) in self._output_types.items()}
+
+    def _concrete(self, shape, n: int) -> tuple[int, ...]:
+        """A declared input or output shape at batch size n."""
+        return tuple(d if c is None else c * n for c, d in zip(self._coeffs[id(shape)], shape))
 
     def forward(self, **inputs) -> dict:
         """The outputs for a batch of feature inputs (dropout off). Label inputs may be given too."""
@@ -329,8 +329,8 @@ class Model:
                                types=self._output_types, n=n)
         given = {("input", k): v for k, v in arrays.items()}
         for k in f32_outs:
-            given[("dout", k)] = douts.get(k, np.zeros(concrete(self._output_types[k][1], n), np.float32))
-        extra = {("dinput", k): np.empty(concrete(shape, n), np.float32)
+            given[("dout", k)] = douts.get(k, np.zeros(self._concrete(self._output_types[k][1], n), np.float32))
+        extra = {("dinput", k): np.empty(self._concrete(shape, n), np.float32)
                  for k, (dt, shape) in self._input_types.items() if dt == "f32"}
         self._call("backward", n, given, extra)
         grads = {k: v.copy() for k, v in self.grads.items()}
