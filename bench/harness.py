@@ -225,13 +225,17 @@ class OtherLoad:
     children's CPU time (getrusage). 0.0 on an otherwise idle machine.
     """
 
-    def __init__(self):
-        self.start = (time.perf_counter(), _machine_busy(), _own_cpu())
+    def __init__(self, pids=()):
+        self.pids = tuple(pids)   # running children to count as our own
+        self.start = (time.perf_counter(), _machine_busy(), self._own())
+
+    def _own(self):
+        return _own_cpu() + sum(_pid_cpu(pid) for pid in self.pids)
 
     def share(self):
         wall0, busy0, own0 = self.start
         wall = time.perf_counter() - wall0
-        busy, own = _machine_busy(), _own_cpu()
+        busy, own = _machine_busy(), self._own()
         if busy is None or wall <= 0:
             return None
         other = (busy - busy0) - (own - own0)
@@ -258,6 +262,16 @@ def _machine_busy():
         return None
     user, nice, system, idle, iowait, irq, softirq, steal = fields
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _pid_cpu(pid):
+    """CPU seconds (user + system) a live process has used so far; 0.0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _own_cpu():

@@ -19,7 +19,7 @@ import time
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import harness, models as spec, report, sgemm  # noqa: E402
+from bench import duel, harness, models as spec, report, sgemm  # noqa: E402
 from bench.frameworks import COLUMNS, DEFAULT_BASELINE  # noqa: E402
 
 # Benchmark-only packages; never runtime dependencies of cnnc.
@@ -30,10 +30,10 @@ PEER_PACKAGES = ["torch==2.13.0", "onnx", "onnxruntime", "onnxscript", "tensorfl
 # quiet_wait: seconds to wait at most for a quiet machine before each measurement.
 FULL = {"warmup": 3, "repeats": 10, "min_time": 2.0, "max_time": 30.0, "retries": 2,
         "max_other_load": 0.10, "quiet_wait": 10.0, "rss_steps": 10, "timeout": 360,
-        "sgemm_sizes": "1024,2048"}
+        "sgemm_sizes": "1024,2048", "duel_blocks": 24}
 QUICK = {"warmup": 1, "repeats": 3, "min_time": 0.2, "max_time": 5.0, "retries": 0,
          "max_other_load": 0.10, "quiet_wait": 0.0, "rss_steps": 3, "timeout": 180,
-         "sgemm_sizes": "1024,2048"}
+         "sgemm_sizes": "1024,2048", "duel_blocks": 4}
 
 
 def install_peers():
@@ -138,6 +138,16 @@ def main(argv=None):
             print(f"  {model:8s} {column:11s} {cell['status']:8s} {time.time() - t0:6.1f}s "
                   f"{load}  {cell.get('reason', '')}", flush=True)
 
+    # Batch-1 latency again, cnnc and ONNX Runtime in alternating blocks (bench/duel.py):
+    # the independent columns above can differ by more than the gap from host noise alone.
+    duels = []
+    if "cnnc" in columns and "ort" in columns:
+        print("interleaved batch-1 latency (cnnc and ort in alternating blocks):", flush=True)
+        for model in models:
+            d = duel.duel(model, ("cnnc", "ort"), a.threads, blocks=opts["duel_blocks"])
+            print("  " + duel.describe(d), flush=True)
+            duels.append(d)
+
     baseline_ok = any(c.get("status") == "ok" for (m, col), c in cells.items() if col == a.baseline)
     print()
     for model in models:
@@ -160,6 +170,7 @@ def main(argv=None):
                   for m in models},
         "sgemm": yard,
         "results": list(cells.values()),
+        "latency_interleaved": duels,
     }
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:

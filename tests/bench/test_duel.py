@@ -1,0 +1,39 @@
+"""The interleaved-latency benchmark's protocol, run with cnnc on both sides (no peers needed)."""
+import pytest
+
+from bench import duel, harness
+
+pytestmark = pytest.mark.slow
+
+
+def test_duel_alternates_blocks_and_pairs_their_medians():
+    r = duel.duel("mnist", ("cnnc", "cnnc"), threads=1, blocks=3, block_s=0.01)
+    assert r["status"] == "ok", r.get("reason")
+    assert r["columns"] == ["cnnc", "cnnc#2"]   # the same column twice gets two labels
+    for label in r["columns"]:
+        medians = r["results"][label]["block_medians_s"]
+        assert len(medians) == 3 and all(m > 0 for m in medians)
+        assert r["results"][label]["time_s"]["n"] >= 3 * 10   # >= 10 kept calls per block
+    assert r["paired_ratio"]["n"] == 3
+    a, b = (r["results"][label]["block_medians_s"] for label in r["columns"])
+    assert r["paired_ratio"]["median"] == pytest.approx(sorted(x / y for x, y in zip(a, b))[1])
+    assert 0 <= r["blocks_won"] <= 3
+
+
+def test_duel_reports_an_unknown_model_as_an_error_not_a_crash():
+    r = duel.duel("no-such-model", ("cnnc", "cnnc"), threads=1, blocks=1, block_s=0.01)
+    assert r["status"] in ("error", "missing") and r["reason"]
+
+
+def test_other_load_counts_live_children_as_own(tmp_path):
+    import subprocess
+    import sys
+    import time
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<0.6: pass"])
+    try:
+        load = harness.OtherLoad(pids=[busy.pid])
+        time.sleep(0.5)
+        own = load._own() - load.start[2]
+    finally:
+        busy.wait()
+    assert own > 0.2               # the child's spinning is counted as this process's CPU
