@@ -26,9 +26,11 @@ def pool_kernel(mode):
         # elementwise ops to it
         tiled = (kh, kw) == (sh, sw) and not (t or bt or l or r) and \
             pooled.shape[1] * sh == h and pooled.shape[2] * sw == w
+        # every window inside the image (VALID, or SAME that needs no padding): no clamping
+        full = not (t or l) and (pooled.shape[1] - 1) * sh + kh <= h and (pooled.shape[2] - 1) * sw + kw <= w
         fusable = {"epilogue_index": "element"} if mode == "max_grad" and tiled else {}
         p = record(mode=mode, batch=Lin.of(image.shape[0]), h=h, w=w, c=c, oh=pooled.shape[1],
-                   ow=pooled.shape[2], kh=kh, kw=kw, sh=sh, sw=sw, pt=t, pl=l, image=h * w * c, tiled=tiled,
+                   ow=pooled.shape[2], kh=kh, kw=kw, sh=sh, sw=sw, pt=t, pl=l, image=h * w * c, tiled=tiled, full=full,
                    threads=threads_when(Lin.of(image.shape[0]) * (pooled.shape[1] * pooled.shape[2] * c * kh * kw)),
                    epilogue=(), vec_args=(), **fusable)
         return Kernel("pool.c.j2", p, f"pads: top {t}, left {l}, bottom {bt}, right {r}")
