@@ -143,7 +143,7 @@ static inline void cg_micro(int kc, const float *restrict a, const float *restri
 }
 
 /* As cg_micro, but row i of A is read at a[i][k] straight from memory (no packing). */
-static inline void cg_micro_ptr(int kc, const float *const a[CG_MR], const float *restrict b,
+static inline void cg_micro_ptr(int kc, const float *const a[CG_MR], const float *restrict b, long ldb,
                                 float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
     cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
@@ -151,7 +151,7 @@ static inline void cg_micro_ptr(int kc, const float *const a[CG_MR], const float
                 *a6 = a[6], *a7 = a[7], *a8 = a[8], *a9 = a[9], *a10 = a[10], *a11 = a[11];
     for (int k = 0; k < kc; k++) {
         const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k]};
-        cg_step(acc, ak, b + k * CG_NR, nr <= CG_VL);
+        cg_step(acc, ak, b + k * ldb, nr <= CG_VL);
     }
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
@@ -419,8 +419,8 @@ static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp
  * K is walked one kernel row (kh) at a time; B (the filter, as rows (kh, kw, c)) comes through
  * a packer. Rows are split among threads as in cg_gemm. */
 static inline __attribute__((always_inline)) void
-cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC, float *out, float *xpad,
-                    cg_epi epi, const void *ectx, int t, int nt)
+cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, const float *bdirect, int OC,
+                    float *out, float *xpad, cg_epi epi, const void *ectx, int t, int nt)
 {
     const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
     /* K is walked one kernel row (KW*C values) at a time; when the window spans the whole
@@ -429,23 +429,34 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
     const int KH = whole_rows ? 1 : g->KH, rowlen = whole_rows ? g->KH * g->KW * g->C : g->KW * g->C;
     const int M = batch * g->OH * g->OW;
     {
+        const int K = KH * rowlen, panels = (OC + CG_NR - 1) / CG_NR;
+        /* When the whole filter fits one packing buffer (it does for typical convs), the
+           threads pack it together, each its share of the panels, into thread 0's buffer,
+           before the barrier the padding needs anyway; each (kh, kk) slice is addressed
+           inside it. Otherwise each thread packs what it uses, slice by slice. */
+        const int shared = OC <= CG_NC && (long)K * panels * CG_NR <= CG_KC * (CG_NC + CG_NR);
+        /* bdirect: the filter as rows of OC floats, which the caller says the micro-kernel may
+           read as they are (OC a multiple of 32, so of every panel width, and rows short
+           enough for the caches): then nothing is packed at all. */
+        const int direct = bdirect != 0;
+        float *bp = shared ? cg_bpack[0] : cg_bpack[t];
         cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
+        if (shared && !direct) {
+            long p0, p1;
+            cg_share(panels, 1, t, nt, &p0, &p1);
+            if (p0 < p1)
+                pb(bctx, 0, K, (int)p0 * CG_NR, (p1 * CG_NR < OC ? (int)p1 * CG_NR : OC) - (int)p0 * CG_NR,
+                   bp + p0 * CG_NR * K);
+        }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
         long tm0, tm1;
         cg_share(M, CG_MR, t, nt, &tm0, &tm1);
         const int m0 = (int)tm0, m1 = (int)tm1;
-        float *bp = cg_bpack[t];
         const float *base[CG_MC + CG_MR];
-        const int K = KH * rowlen;
         for (int jc = 0; jc < OC && m0 < m1; jc += CG_NC) {
             int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
-            /* The whole filter block fits the packing buffer (it does for typical convs): pack
-               it once and address each (kh, kk) slice inside it; else pack per slice. */
-            int whole = (long)K * ((nc + CG_NR - 1) / CG_NR * CG_NR) <= CG_KC * (CG_NC + CG_NR);
-            if (whole)
-                pb(bctx, 0, K, jc, nc, bp);
             for (int ic = m0; ic < m1; ic += CG_MC) {
                 int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
                 for (int i = 0; i < mc + CG_MR; i++)       /* rows past mc repeat the last pixel */
@@ -454,15 +465,16 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
                     for (int kk = 0; kk < rowlen; kk += CG_KC) {
                         int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC, k0 = kh * rowlen + kk;
                         int acc = kh > 0 || kk > 0;
-                        if (!whole)
+                        if (!shared && !direct)
                             pb(bctx, k0, kc, jc, nc, bp);
                         const long off = (long)kh * Wp * g->C + kk;
                         for (int jr = 0; jr < nc; jr += CG_NR) {
-                            const float *bpanel = whole ? bp + (long)jr * K + (long)k0 * CG_NR : bp + (long)jr * kc;
+                            const float *bpanel = direct ? bdirect + (long)k0 * OC + jc + jr :
+                                shared ? bp + (long)jr * K + (long)k0 * CG_NR : bp + (long)jr * kc;
                             for (int ir = 0; ir < mc; ir += CG_MR) {
                                 const float *rows[CG_MR];
                                 for (int i = 0; i < CG_MR; i++) rows[i] = base[ir + i] + off;
-                                cg_micro_ptr(kc, rows, bpanel, out + (long)(ic + ir) * OC + jc + jr, OC,
+                                cg_micro_ptr(kc, rows, bpanel, direct ? OC : CG_NR, out + (long)(ic + ir) * OC + jc + jr, OC,
                                              mc - ir < CG_MR ? mc - ir : CG_MR, nc - jr < CG_NR ? nc - jr : CG_NR, acc);
                             }
                         }
@@ -476,14 +488,14 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
 
 /* The whole conv in one call (the kernel tests use it; generated kernels open their own
  * region around cg_conv_direct_part, with the geometry constant inside it). */
-static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, int OC,
-                                  float *out, float *xpad, int threads)
+static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
+                                  const float *bdirect, int OC, float *out, float *xpad, int threads)
 {
     (void)threads;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(cg_threads()) if (threads)
 #endif
-    cg_conv_direct_part(g, batch, pb, bctx, OC, out, xpad, 0, 0, cg_thread_num(), cg_num_threads());
+    cg_conv_direct_part(g, batch, pb, bctx, bdirect, OC, out, xpad, 0, 0, cg_thread_num(), cg_num_threads());
 }
 
 /* As cg_micro, but column k of A is MR consecutive floats at cols[k] + off (no packing). */

@@ -30,7 +30,14 @@ void conv_fwd(const float *x, const float *f, float *out, float *xpad, int N, in
               int OH, int OW, int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
     cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
     cg_dense b = {f, OC, 1};
-    cg_conv_direct(&g, N, cg_pack_b_dense, &b, OC, out, xpad, 1);
+    cg_conv_direct(&g, N, cg_pack_b_dense, &b, 0, OC, out, xpad, 1);
+}
+/* the filter read unpacked (the generated code does so for OC a multiple of 32, up to 128) */
+void conv_fwd_unpacked(const float *x, const float *f, float *out, float *xpad, int N, int H, int W, int C,
+                       int OH, int OW, int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
+    cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
+    cg_dense b = {f, OC, 1};
+    cg_conv_direct(&g, N, cg_pack_b_dense, &b, f, OC, out, xpad, 1);
 }
 void conv_bwd_filter(const float *x, const float *dy, float *df, float *xpad, int N, int H, int W, int C,
                      int OH, int OW, int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
@@ -48,7 +55,7 @@ void conv_bwd_input_direct(const float *dy, const float *f, float *dx, float *dy
                            int C, int OH, int OW, int KH, int KW, int OC, int PT, int PL) {
     cg_conv g = {dy, OH, OW, OC, H, W, KH, KW, 1, 1, KH - 1 - PT, KW - 1 - PL};
     cg_filt_rot b = {f, KH, KW, C, OC};
-    cg_conv_direct(&g, N, cg_pack_b_filt_rot, &b, C, dx, dypad, 1);
+    cg_conv_direct(&g, N, cg_pack_b_filt_rot, &b, 0, C, dx, dypad, 1);
 }
 '''
 
@@ -133,6 +140,26 @@ def test_conv_paths(lib, trial):
         dx = np.empty_like(x)
         lib.conv_bwd_input_direct(_p(dy), _p(f), _p(dx), _p(dypad), n, h, w, c, oh, ow, kh, kw, oc, pt, pl)
         assert _rel(dx, want_dx) < 1e-5
+
+
+@pytest.mark.parametrize("n,h,c,k,oc,s", [(1, 12, 128, 3, 128, 1), (2, 9, 5, 5, 32, 1), (3, 7, 16, 3, 64, 2),
+                                          (1, 25, 64, 3, 96, 1), (2, 6, 3, 2, 160, 1)])
+def test_conv_wide_outputs_packed_and_unpacked(lib, rng, n, h, c, k, oc, s):
+    """Whole 32-column panels: the filter read as packed panels (threads sharing the packing)
+    and read unpacked, row by row, give the reference within float tolerance and the same bits
+    as each other (the same products summed in the same order)."""
+    pad = "SAME"
+    oh = ref.out_size(h, k, s, pad)
+    pt = ref.pads(h, k, s, pad)[0]
+    geo = (n, h, h, c, oh, oh, k, k, oc, s, s, pt, pt)
+    x = rng.standard_normal((n, h, h, c)).astype(np.float32)
+    f = rng.standard_normal((k, k, c, oc)).astype(np.float32)
+    xpad = np.empty(n * ((oh - 1) * s + k) ** 2 * c + 16, np.float32)
+    packed, unpacked = (np.empty((n, oh, oh, oc), np.float32) for _ in range(2))
+    lib.conv_fwd(_p(x), _p(f), _p(packed), _p(xpad), *geo)
+    lib.conv_fwd_unpacked(_p(x), _p(f), _p(unpacked), _p(xpad), *geo)
+    assert _rel(packed, ref.conv2d(x, f, (s, s), pad)) < 1e-5
+    np.testing.assert_array_equal(unpacked, packed)
 
 
 @pytest.mark.parametrize("h,w,c,kh,oc", [(30, 50, 1, 20, 10), (12, 7, 3, 4, 33), (5, 300, 1, 2, 4)])
