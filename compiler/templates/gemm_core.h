@@ -142,16 +142,24 @@ static inline void cg_micro(int kc, const float *restrict a, const float *restri
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
-/* As cg_micro, but row i of A is read at a[i][k] straight from memory (no packing). */
-static inline void cg_micro_ptr(int kc, const float *const a[CG_MR], const float *restrict b, long ldb,
-                                float *restrict c, int ldc, int mr, int nr, int accumulate)
+/* As cg_micro, but row i of A is read straight from memory (no packing): `nkh` runs of kc
+ * values, run r at a[i] + r * rs (the kernel rows of a conv window), against B's rows
+ * r * kc + k, ldb floats apart. The sum stays in registers across the runs. */
+static inline __attribute__((always_inline)) void cg_micro_ptr(int kc, int nkh, long rs, const float *const a[CG_MR], const float *restrict b,
+                                long ldb, float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
     cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
-    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5],
-                *a6 = a[6], *a7 = a[7], *a8 = a[8], *a9 = a[9], *a10 = a[10], *a11 = a[11];
-    for (int k = 0; k < kc; k++) {
-        const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k]};
-        cg_step(acc, ak, b + k * ldb, nr <= CG_VL);
+    for (int r = 0; r < nkh; r++) {
+        const long o = r * rs;
+        const float *a0 = a[0] + o, *a1 = a[1] + o, *a2 = a[2] + o, *a3 = a[3] + o, *a4 = a[4] + o,
+                    *a5 = a[5] + o, *a6 = a[6] + o, *a7 = a[7] + o, *a8 = a[8] + o, *a9 = a[9] + o,
+                    *a10 = a[10] + o, *a11 = a[11] + o;
+        const float *restrict br = b + (long)r * kc * ldb;
+        for (int k = 0; k < kc; k++) {
+            const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k],
+                                     a11[k]};
+            cg_step(acc, ak, br + k * ldb, nr <= CG_VL);
+        }
     }
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
@@ -455,26 +463,30 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
         cg_share(M, CG_MR, t, nt, &tm0, &tm1);
         const int m0 = (int)tm0, m1 = (int)tm1;
         const float *base[CG_MC + CG_MR];
+        /* Short kernel rows (an RGB input's 5 x 3 values) are taken several to a micro-kernel
+           call, up to CG_KC values, so the tile is not written back after each one. */
+        const int span = rowlen > CG_KC ? 1 : CG_KC / rowlen < KH ? CG_KC / rowlen : KH;
         for (int jc = 0; jc < OC && m0 < m1; jc += CG_NC) {
             int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
             for (int ic = m0; ic < m1; ic += CG_MC) {
                 int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
                 for (int i = 0; i < mc + CG_MR; i++)       /* rows past mc repeat the last pixel */
                     base[i] = cg_window(g, xpad, Hp, Wp, ic + (i < mc ? i : mc - 1));
-                for (int kh = 0; kh < KH; kh++)
+                for (int kh = 0; kh < KH; kh += span)
                     for (int kk = 0; kk < rowlen; kk += CG_KC) {
                         int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC, k0 = kh * rowlen + kk;
+                        int nkh = KH - kh < span ? KH - kh : span;
                         int acc = kh > 0 || kk > 0;
                         if (!shared && !direct)
-                            pb(bctx, k0, kc, jc, nc, bp);
+                            pb(bctx, k0, nkh * kc, jc, nc, bp);
                         const long off = (long)kh * Wp * g->C + kk;
                         for (int jr = 0; jr < nc; jr += CG_NR) {
                             const float *bpanel = direct ? bdirect + (long)k0 * OC + jc + jr :
-                                shared ? bp + (long)jr * K + (long)k0 * CG_NR : bp + (long)jr * kc;
+                                shared ? bp + (long)jr * K + (long)k0 * CG_NR : bp + (long)jr * nkh * kc;
                             for (int ir = 0; ir < mc; ir += CG_MR) {
                                 const float *rows[CG_MR];
                                 for (int i = 0; i < CG_MR; i++) rows[i] = base[ir + i] + off;
-                                cg_micro_ptr(kc, rows, bpanel, direct ? OC : CG_NR, out + (long)(ic + ir) * OC + jc + jr, OC,
+                                cg_micro_ptr(kc, span == 1 ? 1 : nkh, (long)Wp * g->C, rows, bpanel, direct ? OC : CG_NR, out + (long)(ic + ir) * OC + jc + jr, OC,
                                              mc - ir < CG_MR ? mc - ir : CG_MR, nc - jr < CG_NR ? nc - jr : CG_NR, acc);
                             }
                         }

@@ -142,8 +142,10 @@ def test_conv_paths(lib, trial):
         assert _rel(dx, want_dx) < 1e-5
 
 
+# (..., 3, 5, 1088, 1): past one 1024-column block, so each thread packs slices of 5 short
+# kernel rows itself (and the second block is partial)
 @pytest.mark.parametrize("n,h,c,k,oc,s", [(1, 12, 128, 3, 128, 1), (2, 9, 5, 5, 32, 1), (3, 7, 16, 3, 64, 2),
-                                          (1, 25, 64, 3, 96, 1), (2, 6, 3, 2, 160, 1)])
+                                          (1, 25, 64, 3, 96, 1), (2, 6, 3, 2, 160, 1), (1, 5, 3, 5, 1088, 1)])
 def test_conv_wide_outputs_packed_and_unpacked(lib, rng, n, h, c, k, oc, s):
     """Whole 32-column panels: the filter read as packed panels (threads sharing the packing)
     and read unpacked, row by row, give the reference within float tolerance and the same bits
