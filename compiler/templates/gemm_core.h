@@ -438,23 +438,28 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
     const int M = batch * g->OH * g->OW;
     {
         const int K = KH * rowlen, panels = (OC + CG_NR - 1) / CG_NR;
-        /* When the whole filter fits one packing buffer (it does for typical convs), the
-           threads pack it together, each its share of the panels, into thread 0's buffer,
-           before the barrier the padding needs anyway; each (kh, kk) slice is addressed
-           inside it. Otherwise each thread packs what it uses, slice by slice. */
-        const int shared = OC <= CG_NC && (long)K * panels * CG_NR <= CG_KC * (CG_NC + CG_NR);
-        /* bdirect: the filter as rows of OC floats, which the caller says the micro-kernel may
+        /* When the whole filter fits one packing buffer (it does for typical convs), it is
+           packed once per call and each (kh, kk) slice addressed inside it: with at least a
+           panel per thread, the threads pack it together, each its share of the panels, into
+           thread 0's buffer; with fewer (textcnn's 10 channels) each packs its own copy, which
+           is as fast and keeps the panel in the core that reads it. Either happens before the
+           barrier the zero-border copy needs anyway. Otherwise each thread packs slice by slice.
+           bdirect: the filter as rows of OC floats, which the caller says the micro-kernel may
            read as they are (OC a multiple of 32, so of every panel width, and rows short
            enough for the caches): then nothing is packed at all. */
         const int direct = bdirect != 0;
+        const int whole = !direct && OC <= CG_NC && (long)K * panels * CG_NR <= CG_KC * (CG_NC + CG_NR);
+        const int shared = whole && panels >= nt;
         float *bp = shared ? cg_bpack[0] : cg_bpack[t];
         cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
-        if (shared && !direct) {
+        if (shared) {
             long p0, p1;
             cg_share(panels, 1, t, nt, &p0, &p1);
             if (p0 < p1)
                 pb(bctx, 0, K, (int)p0 * CG_NR, (p1 * CG_NR < OC ? (int)p1 * CG_NR : OC) - (int)p0 * CG_NR,
                    bp + p0 * CG_NR * K);
+        } else if (whole) {
+            pb(bctx, 0, K, 0, OC, bp);
         }
 #ifdef _OPENMP
 #pragma omp barrier
@@ -477,12 +482,12 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
                         int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC, k0 = kh * rowlen + kk;
                         int nkh = KH - kh < span ? KH - kh : span;
                         int acc = kh > 0 || kk > 0;
-                        if (!shared && !direct)
+                        if (!whole && !direct)
                             pb(bctx, k0, nkh * kc, jc, nc, bp);
                         const long off = (long)kh * Wp * g->C + kk;
                         for (int jr = 0; jr < nc; jr += CG_NR) {
                             const float *bpanel = direct ? bdirect + (long)k0 * OC + jc + jr :
-                                shared ? bp + (long)jr * K + (long)k0 * CG_NR : bp + (long)jr * nkh * kc;
+                                whole ? bp + (long)jr * K + (long)k0 * CG_NR : bp + (long)jr * nkh * kc;
                             for (int ir = 0; ir < mc; ir += CG_MR) {
                                 const float *rows[CG_MR];
                                 for (int i = 0; i < CG_MR; i++) rows[i] = base[ir + i] + off;
