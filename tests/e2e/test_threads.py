@@ -76,8 +76,15 @@ def test_thread_counts(tmp_path, name, text, n, h):
         np.testing.assert_array_equal(two_a[k], two_b[k], err_msg=f"{k}: two runs with 2 threads differ")
         # Filter gradients sum partials per thread, so 1 and 2 threads round differently (~1e-7
         # relative per sum). Four Adam steps of lr 0.01 move params by ~0.04; 1e-5 absolute is
-        # far below that and far above the rounding drift.
-        np.testing.assert_allclose(one[k], two_a[k], rtol=1e-4, atol=1e-5, err_msg=k)
+        # far below that and far above the rounding drift, for all but a handful of elements:
+        # Adam divides each gradient by its own running size, so a weight whose gradient is at
+        # rounding level (its input sits at relu's kink in one run and not the other) takes a
+        # step that differs by a visible fraction of lr. Those may be at most 1 in 10,000, and
+        # none may differ by a tenth of one step (1e-3).
+        diff = np.abs(one[k] - two_a[k])
+        off = diff > 1e-5 + 1e-4 * np.abs(two_a[k])
+        assert off.mean() <= 1e-4, f"{k}: {off.sum()} of {off.size} elements differ past rounding"
+        assert diff.max() < 1e-3, f"{k}: 1 and 2 threads differ by {diff.max():.2e}"
 
 
 SET_SCRIPT = r"""
