@@ -145,8 +145,9 @@ static inline void cg_micro(int kc, const float *restrict a, const float *restri
 /* As cg_micro, but row i of A is read straight from memory (no packing): `nkh` runs of kc
  * values, run r at a[i] + r * rs (the kernel rows of a conv window), against B's rows
  * r * kc + k, ldb floats apart. The sum stays in registers across the runs. */
-static inline __attribute__((always_inline)) void cg_micro_ptr(int kc, int nkh, long rs, const float *const a[CG_MR], const float *restrict b,
-                                long ldb, float *restrict c, int ldc, int mr, int nr, int accumulate)
+static inline __attribute__((always_inline)) void
+cg_micro_ptr(int kc, int nkh, long rs, const float *const a[CG_MR], const float *restrict b, long ldb,
+             float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
     cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
     for (int r = 0; r < nkh; r++) {
@@ -271,7 +272,7 @@ static inline void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int 
 
 /* The few-row product with B's rows contiguous, thread t's share: B streamed once, from
  * memory, threads taking contiguous slices of B's rows (K) so each reads one sequential block,
- * four rows at a time against all M rows of A, into its own partial C (thread 0 into C, the
+ * eight rows at a time against all M rows of A, into its own partial C (thread 0 into C, the
  * others into their packing buffers); the partials are then added in thread order, so the
  * result is the same for a given thread count. Every thread must call it (it has a barrier).
  * The matmul kernel opens the region itself, so the sizes are constants here. */
@@ -513,7 +514,9 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
                             for (int ir = 0; ir < mc; ir += CG_MR) {
                                 const float *rows[CG_MR];
                                 for (int i = 0; i < CG_MR; i++) rows[i] = base[ir + i] + off;
-                                cg_micro_ptr(kc, span == 1 ? 1 : nkh, (long)Wp * g->C, rows, bpanel, direct ? OC : CG_NR, out + (long)(ic + ir) * OC + jc + jr, OC,
+                                /* nkh is the constant 1 when rows go one at a time */
+                                cg_micro_ptr(kc, span == 1 ? 1 : nkh, (long)Wp * g->C, rows, bpanel,
+                                             direct ? OC : CG_NR, out + (long)(ic + ir) * OC + jc + jr, OC,
                                              mc - ir < CG_MR ? mc - ir : CG_MR, nc - jr < CG_NR ? nc - jr : CG_NR, acc);
                             }
                         }
