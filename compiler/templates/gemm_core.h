@@ -75,6 +75,15 @@ static inline void cg_share(long n, long align, int t, int nt, long *lo, long *h
     *hi = units * (t + 1) / nt * align < n ? units * (t + 1) / nt * align : n;
 }
 
+/* dst[i][j] += src[i][j] for rows [i0, i1) and columns [j0, j1): one thread's part of adding
+ * another thread's partial result, which callers do in thread order. */
+static inline void cg_add_block(float *dst, long ldd, const float *src, long lds, long i0, long i1, long j0,
+                                long j1)
+{
+    for (long i = i0; i < i1; i++)
+        for (long j = j0; j < j1; j++) dst[i * ldd + j] += src[i * lds + j];
+}
+
 /* Rows that fall in padding read from here, so packing loops need no branch per element. */
 #define CG_ZLEN 1024
 static const float cg_zero[CG_ZLEN] __attribute__((aligned(64), unused));
@@ -305,9 +314,9 @@ cg_gemm_small_m_part(int M, int N, int K, const cg_dense *A, const cg_dense *B, 
         }
     }
     for (int k = k8; k < k1; k++) {
-        const float *b0 = B->p + (long)k * B->rs;
+        const float *b0 = B->p + (long)k * rs;
         for (int i = 0; i < M; i++) {
-            const float a0 = A->p[(long)i * A->rs + (long)k * A->cs];
+            const float a0 = A->p[(long)i * A->rs + (long)k * cs];
             float *restrict c = dst + (long)i * ld;
             for (int j = 0; j < N; j++) c[j] += a0 * b0[j];
         }
@@ -318,11 +327,7 @@ cg_gemm_small_m_part(int M, int N, int K, const cg_dense *A, const cg_dense *B, 
     long j0, j1;
     cg_share(N, 1, t, nt, &j0, &j1);
     for (int u = 1; u < nt; u++)
-        for (int i = 0; i < M; i++) {
-            const float *src = cg_bpack[u] + (long)i * N;
-            float *c = C + (long)i * ldc;
-            for (int j = j0; j < j1; j++) c[j] += src[j];
-        }
+        cg_add_block(C, ldc, cg_bpack[u], N, 0, M, j0, j1);
     if (epi && j0 < j1)
         epi(ectx, C, ldc, M, j0, j1 - j0);
 }
@@ -447,83 +452,82 @@ static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp
 /* conv2d forward without packing A. The input is first copied into `xpad` with its zero
  * border, so every window lies inside; in NHWC the KW*C values of one kernel row of a window
  * are then contiguous, and a micro-tile reads its 12 output pixels' rows through pointers.
- * K is walked one kernel row (kh) at a time; B (the filter, as rows (kh, kw, c)) comes through
- * a packer. Rows are split among threads as in cg_gemm. */
+ * K is walked by kernel rows (kh), short ones several to a call; B (the filter, as rows
+ * (kh, kw, c)) comes through a packer, or is read as it is (bdirect). Threads split the
+ * output pixels. */
 static inline __attribute__((always_inline)) void
 cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, const float *bdirect, int OC,
                     float *out, float *xpad, cg_epi epi, const void *ectx, int t, int nt)
 {
     const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
-    /* K is walked one kernel row (KW*C values) at a time; when the window spans the whole
-       padded width (textcnn's 50-wide word vectors) its rows are adjacent, so one run */
+    /* K is walked by kernel rows (KW*C values each); when the window spans the whole padded
+       width (textcnn's 50-wide word vectors) its rows are adjacent, so one run */
     const int whole_rows = (long)Wp * g->C == (long)g->KW * g->C;
     const int KH = whole_rows ? 1 : g->KH, rowlen = whole_rows ? g->KH * g->KW * g->C : g->KW * g->C;
     const int M = batch * g->OH * g->OW;
-    {
-        const int K = KH * rowlen, panels = (OC + CG_NR - 1) / CG_NR;
-        /* When the whole filter fits one packing buffer (it does for typical convs), it is
-           packed once per call and each (kh, kk) slice addressed inside it: with at least a
-           panel per thread, the threads pack it together, each its share of the panels, into
-           thread 0's buffer; with fewer (textcnn's 10 channels) each packs its own copy, which
-           is as fast and keeps the panel in the core that reads it. Either happens before the
-           barrier the zero-border copy needs anyway. Otherwise each thread packs slice by slice.
-           bdirect: the filter as rows of OC floats, which the caller says the micro-kernel may
-           read as they are (OC a multiple of 32, so of every panel width, and rows short
-           enough for the caches): then nothing is packed at all. */
-        const int direct = bdirect != 0;
-        const int whole = !direct && OC <= CG_NC && (long)K * panels * CG_NR <= CG_KC * (CG_NC + CG_NR);
-        const int shared = whole && panels >= nt;
-        float *bp = shared ? cg_bpack[0] : cg_bpack[t];
-        cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
-        if (shared) {
-            long p0, p1;
-            cg_share(panels, 1, t, nt, &p0, &p1);
-            if (p0 < p1)
-                pb(bctx, 0, K, (int)p0 * CG_NR, (p1 * CG_NR < OC ? (int)p1 * CG_NR : OC) - (int)p0 * CG_NR,
-                   bp + p0 * CG_NR * K);
-        } else if (whole) {
-            pb(bctx, 0, K, 0, OC, bp);
-        }
+    const int K = KH * rowlen, panels = (OC + CG_NR - 1) / CG_NR;
+    /* When the whole filter fits one packing buffer (it does for typical convs), it is
+       packed once per call and each (kh, kk) slice addressed inside it: with at least a
+       panel per thread, the threads pack it together, each its share of the panels, into
+       thread 0's buffer; with fewer (textcnn's 10 channels) each packs its own copy, which
+       is as fast and keeps the panel in the core that reads it. Either happens before the
+       barrier the zero-border copy needs anyway. Otherwise each thread packs slice by slice.
+       bdirect: the filter as rows of OC floats, which the caller says the micro-kernel may
+       read as they are (OC a multiple of 32, so of every panel width, and rows short
+       enough for the caches): then nothing is packed at all. */
+    const int direct = bdirect != 0;
+    const int whole = !direct && OC <= CG_NC && (long)K * panels * CG_NR <= CG_KC * (CG_NC + CG_NR);
+    const int shared = whole && panels >= nt;
+    float *bp = shared ? cg_bpack[0] : cg_bpack[t];
+    cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
+    if (shared) {
+        long p0, p1;
+        cg_share(panels, 1, t, nt, &p0, &p1);
+        if (p0 < p1)
+            pb(bctx, 0, K, (int)p0 * CG_NR, (p1 * CG_NR < OC ? (int)p1 * CG_NR : OC) - (int)p0 * CG_NR,
+               bp + p0 * CG_NR * K);
+    } else if (whole) {
+        pb(bctx, 0, K, 0, OC, bp);
+    }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        long tm0, tm1;
-        cg_share(M, CG_MR, t, nt, &tm0, &tm1);
-        const int m0 = (int)tm0, m1 = (int)tm1;
-        const float *base[CG_MC + CG_MR];
-        /* Short kernel rows (an RGB input's 5 x 3 values) are taken several to a micro-kernel
-           call, up to CG_KC values, so the tile is not written back after each one. */
-        const int span = rowlen > CG_KC ? 1 : CG_KC / rowlen < KH ? CG_KC / rowlen : KH;
-        for (int jc = 0; jc < OC && m0 < m1; jc += CG_NC) {
-            int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
-            for (int ic = m0; ic < m1; ic += CG_MC) {
-                int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
-                for (int i = 0; i < mc + CG_MR; i++)       /* rows past mc repeat the last pixel */
-                    base[i] = cg_window(g, xpad, Hp, Wp, ic + (i < mc ? i : mc - 1));
-                for (int kh = 0; kh < KH; kh += span)
-                    for (int kk = 0; kk < rowlen; kk += CG_KC) {
-                        int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC, k0 = kh * rowlen + kk;
-                        int nkh = KH - kh < span ? KH - kh : span;
-                        int acc = kh > 0 || kk > 0;
-                        if (!whole && !direct)
-                            pb(bctx, k0, nkh * kc, jc, nc, bp);
-                        const long off = (long)kh * Wp * g->C + kk;
-                        for (int jr = 0; jr < nc; jr += CG_NR) {
-                            const float *bpanel = direct ? bdirect + (long)k0 * OC + jc + jr :
-                                whole ? bp + (long)jr * K + (long)k0 * CG_NR : bp + (long)jr * nkh * kc;
-                            for (int ir = 0; ir < mc; ir += CG_MR) {
-                                const float *rows[CG_MR];
-                                for (int i = 0; i < CG_MR; i++) rows[i] = base[ir + i] + off;
-                                /* nkh is the constant 1 when rows go one at a time */
-                                cg_micro_ptr(kc, span == 1 ? 1 : nkh, (long)Wp * g->C, rows, bpanel,
-                                             direct ? OC : CG_NR, out + (long)(ic + ir) * OC + jc + jr, OC,
-                                             mc - ir < CG_MR ? mc - ir : CG_MR, nc - jr < CG_NR ? nc - jr : CG_NR, acc);
-                            }
+    long tm0, tm1;
+    cg_share(M, CG_MR, t, nt, &tm0, &tm1);
+    const int m0 = (int)tm0, m1 = (int)tm1;
+    const float *base[CG_MC + CG_MR];
+    /* Short kernel rows (an RGB input's 5 x 3 values) are taken several to a micro-kernel
+       call, up to CG_KC values, so the tile is not written back after each one. */
+    const int span = rowlen > CG_KC ? 1 : CG_KC / rowlen < KH ? CG_KC / rowlen : KH;
+    for (int jc = 0; jc < OC && m0 < m1; jc += CG_NC) {
+        int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
+        for (int ic = m0; ic < m1; ic += CG_MC) {
+            int mc = m1 - ic < CG_MC ? m1 - ic : CG_MC;
+            for (int i = 0; i < mc + CG_MR; i++)       /* rows past mc repeat the last pixel */
+                base[i] = cg_window(g, xpad, Hp, Wp, ic + (i < mc ? i : mc - 1));
+            for (int kh = 0; kh < KH; kh += span)
+                for (int kk = 0; kk < rowlen; kk += CG_KC) {
+                    int kc = rowlen - kk < CG_KC ? rowlen - kk : CG_KC, k0 = kh * rowlen + kk;
+                    int nkh = KH - kh < span ? KH - kh : span;
+                    int acc = kh > 0 || kk > 0;
+                    if (!whole && !direct)
+                        pb(bctx, k0, nkh * kc, jc, nc, bp);
+                    const long off = (long)kh * Wp * g->C + kk;
+                    for (int jr = 0; jr < nc; jr += CG_NR) {
+                        const float *bpanel = direct ? bdirect + (long)k0 * OC + jc + jr :
+                            whole ? bp + (long)jr * K + (long)k0 * CG_NR : bp + (long)jr * nkh * kc;
+                        for (int ir = 0; ir < mc; ir += CG_MR) {
+                            const float *rows[CG_MR];
+                            for (int i = 0; i < CG_MR; i++) rows[i] = base[ir + i] + off;
+                            /* nkh is the constant 1 when rows go one at a time */
+                            cg_micro_ptr(kc, span == 1 ? 1 : nkh, (long)Wp * g->C, rows, bpanel,
+                                         direct ? OC : CG_NR, out + (long)(ic + ir) * OC + jc + jr, OC,
+                                         mc - ir < CG_MR ? mc - ir : CG_MR, nc - jr < CG_NR ? nc - jr : CG_NR, acc);
                         }
                     }
-                if (epi)
-                    epi(ectx, out + (long)ic * OC, OC, mc, jc, nc);
-            }
+                }
+            if (epi)
+                epi(ectx, out + (long)ic * OC, OC, mc, jc, nc);
         }
     }
 }
@@ -579,62 +583,56 @@ cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, f
     const int Hp = (g->OH - 1) * g->SH + g->KH, Wp = (g->OW - 1) * g->SW + g->KW;
     const long img = (long)Hp * Wp * g->C;
     const int rowlen = g->KW * g->C, rows = g->KH * rowlen, P = batch * g->OH * g->OW;
-    {
-        cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
-        if (t == nt - 1)                   /* slack: read, then discarded, by the last row tiles */
-            memset(xpad + batch * img, 0, CG_MR * sizeof(float));
+    cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
+    if (t == nt - 1)                   /* slack: read, then discarded, by the last row tiles */
+        memset(xpad + batch * img, 0, CG_MR * sizeof(float));
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        long tk0, tk1;
-        cg_share(P, CG_KC, t, nt, &tk0, &tk1);
-        const int k0 = (int)tk0, k1 = (int)tk1;
-        float *dst = t == 0 ? df : partials + (long)(t - 1) * rows * OC;
-        if (k0 >= k1)
-            memset(dst, 0, (size_t)rows * OC * sizeof(float));
-        float *bp = cg_bpack[t];
-        const float *cols[CG_KC];
-        for (int pc = k0; pc < k1; pc += CG_KC) {
-            int kc = k1 - pc < CG_KC ? k1 - pc : CG_KC;
-            for (int k = 0; k < kc; k++)
-                cols[k] = cg_window(g, xpad, Hp, Wp, pc + k);
-            for (int jc = 0; jc < OC; jc += CG_NC) {
-                int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
-                cg_dense b = {.p = dy, .rs = OC, .cs = 1};
-                cg_pack_b_dense(&b, pc, kc, jc, nc, bp);
-                for (int jr = 0; jr < nc; jr += CG_NR)   /* one B panel stays in L1 while A streams */
-                    /* Tiles of 12 filter rows (kh, kw, c) run across kernel rows, so a short
-                       row (kw * c = 15 for an RGB input) does not leave most of a tile empty. */
-                    for (int r0 = 0; r0 < rows; r0 += CG_MR) {
-                        const int kh = r0 / rowlen, mr = rows - r0 < CG_MR ? rows - r0 : CG_MR;
-                        float *c = dst + (long)r0 * OC + jc + jr;
-                        const int nr = nc - jr < CG_NR ? nc - jr : CG_NR;
-                        if (r0 % rowlen + mr <= rowlen) {      /* within one kernel row: contiguous */
-                            cg_micro_cols(kc, cols, (long)kh * Wp * g->C + r0 % rowlen, bp + (long)jr * kc,
-                                          c, OC, mr, nr, pc > k0);
-                            continue;
-                        }
-                        long off[CG_MR];
-                        for (int i = 0; i < CG_MR; i++) {
-                            const int r = r0 + i < rows ? r0 + i : rows - 1;
-                            off[i] = (long)(r / rowlen) * Wp * g->C + r % rowlen;
-                        }
-                        cg_micro_gather(kc, cols, off, bp + (long)jr * kc, c, OC, mr, nr, pc > k0);
+    long tk0, tk1;
+    cg_share(P, CG_KC, t, nt, &tk0, &tk1);
+    const int k0 = (int)tk0, k1 = (int)tk1;
+    float *dst = t == 0 ? df : partials + (long)(t - 1) * rows * OC;
+    if (k0 >= k1)
+        memset(dst, 0, (size_t)rows * OC * sizeof(float));
+    float *bp = cg_bpack[t];
+    const float *cols[CG_KC];
+    for (int pc = k0; pc < k1; pc += CG_KC) {
+        int kc = k1 - pc < CG_KC ? k1 - pc : CG_KC;
+        for (int k = 0; k < kc; k++)
+            cols[k] = cg_window(g, xpad, Hp, Wp, pc + k);
+        for (int jc = 0; jc < OC; jc += CG_NC) {
+            int nc = OC - jc < CG_NC ? OC - jc : CG_NC;
+            cg_dense b = {.p = dy, .rs = OC, .cs = 1};
+            cg_pack_b_dense(&b, pc, kc, jc, nc, bp);
+            for (int jr = 0; jr < nc; jr += CG_NR)   /* one B panel stays in L1 while A streams */
+                /* Tiles of 12 filter rows (kh, kw, c) run across kernel rows, so a short
+                   row (kw * c = 15 for an RGB input) does not leave most of a tile empty. */
+                for (int r0 = 0; r0 < rows; r0 += CG_MR) {
+                    const int kh = r0 / rowlen, mr = rows - r0 < CG_MR ? rows - r0 : CG_MR;
+                    float *c = dst + (long)r0 * OC + jc + jr;
+                    const int nr = nc - jr < CG_NR ? nc - jr : CG_NR;
+                    if (r0 % rowlen + mr <= rowlen) {      /* within one kernel row: contiguous */
+                        cg_micro_cols(kc, cols, (long)kh * Wp * g->C + r0 % rowlen, bp + (long)jr * kc,
+                                      c, OC, mr, nr, pc > k0);
+                        continue;
                     }
-            }
+                    long off[CG_MR];
+                    for (int i = 0; i < CG_MR; i++) {
+                        const int r = r0 + i < rows ? r0 + i : rows - 1;
+                        off[i] = (long)(r / rowlen) * Wp * g->C + r % rowlen;
+                    }
+                    cg_micro_gather(kc, cols, off, bp + (long)jr * kc, c, OC, mr, nr, pc > k0);
+                }
         }
+    }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        long r0, r1;
-        cg_share(rows, 1, t, nt, &r0, &r1);
-        for (int u = 1; u < nt; u++)
-            for (long i = r0; i < r1; i++) {
-                const float *src = partials + (long)(u - 1) * rows * OC + (long)i * OC;
-                float *row = df + (long)i * OC;
-                for (int j = 0; j < OC; j++) row[j] += src[j];
-            }
-    }
+    long r0, r1;
+    cg_share(rows, 1, t, nt, &r0, &r1);
+    for (int u = 1; u < nt; u++)
+        cg_add_block(df, OC, partials + (long)(u - 1) * rows * OC, OC, r0, r1, 0, OC);
 }
 
 static inline void cg_conv_filter_grad(const cg_conv *g, int batch, const float *dy, int OC, float *df,
