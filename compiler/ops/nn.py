@@ -148,12 +148,17 @@ register(OpDef("one_hot", (Arg("indices"), Arg("depth", "int"), Arg("on_value", 
                doc="f32 vectors with on_value at each id"))
 
 
+L2_CHUNK = 4096          # values summed per parallel task of l2_loss
+
+
 def _l2_loss_kernel(size: Lin) -> Kernel:
-    # scratch: one double per chunk of 4096 values. A buffer is all fixed or all per example,
-    # so for a*N + b values reserve (ceil(a/4096) + ceil(b/4096) + 1) per example (N >= 1).
-    fixed = -(-size.b // 4096) + 1
-    chunks = Lin(-(-size.a // 4096) + fixed, 0) if size.a else Lin(0, fixed)
-    return Kernel("l2_loss.c.j2", record(size=size, threads=threads_when(size)), scratch=chunks * 8)
+    # scratch: one double per chunk of L2_CHUNK values. A buffer is all fixed or all per
+    # example, so for a*N + b values reserve (ceil(a/chunk) + ceil(b/chunk) + 1) per example
+    # (N >= 1).
+    fixed = -(-size.b // L2_CHUNK) + 1
+    chunks = Lin(-(-size.a // L2_CHUNK) + fixed, 0) if size.a else Lin(0, fixed)
+    return Kernel("l2_loss.c.j2", record(size=size, chunk=L2_CHUNK, threads=threads_when(size)),
+                  scratch=chunks * 8)
 
 
 def l2_loss_shape(ins, attrs):
