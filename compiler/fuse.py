@@ -6,8 +6,9 @@ cache. A chain absorbs a node when it is elementwise (its kernel rule carries an
 the shape, and reads the chain's value plus at most one other operand, a float vector along the
 last axis (a bias). Every value the chain skips must be read by nothing else in the entry point
 and be none of its results: in training relu keeps its output for the gradient, but the conv's
-and bias_add's outputs are never needed. The same float operations run in the same order, so
-fusing changes no bit of any result.
+and bias_add's outputs are never needed. The same float operations run in the same order, each
+rounded on its own (epilogues and elementwise kernels are CNNC_EXACT: no multiply-add is
+contracted into an FMA), so fusing changes no bit of any result.
 
 A kernel takes an epilogue when its record carries `epilogue_index` (conv2d and matmul:
 "column"; the max-pool gradient where its windows tile the image: "element"); its template
@@ -93,7 +94,9 @@ def fuse(nodes: list[Node], kernel_of, root_of, results: set[int]) -> tuple[list
         vec_args = tuple(f"in{len(n.inputs) + j}" for j in range(len(vecs)))
         p = record(**{**dict(own.p.items), "epilogue": tuple(stmts), "vec_args": vec_args})
         note = f"fused: {', '.join(c.op for c in chain)} applied to each finished block of the {n.op}"
-        kernels[id(fused)] = replace(own, p=p, call=call, note="\n".join(filter(None, [own.note, note])))
+        # a kernel that applies its epilogue inline rounds like the elementwise ops it absorbs
+        kernels[id(fused)] = replace(own, p=p, call=call, note="\n".join(filter(None, [own.note, note])),
+                                     exact=own.exact or index == "element")
         absorbed.update(id(c) for c in chain)
         out.append(fused)
     return out, kernels

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -169,6 +169,7 @@ class Kernel:
     scratch: Lin = Lin()
     rng: bool = False
     call: str = ""                   # the comment's right-hand side, when not one op (fused)
+    exact: bool = False              # float ops rounded one by one, never contracted (CNNC_EXACT)
 
 
 def ctype(t: TensorType) -> str:
@@ -238,7 +239,8 @@ def elementwise(expr: str):
     def rule(node) -> Kernel:
         out = node.out.type.shape
         strides = [contiguous_strides(out)] + [broadcast_strides(v.type.shape, out) for v in node.inputs]
-        return pointwise(nest(out, strides), "{0} = " + expr + ";")
+        # exact: a fused epilogue applying the same expr then rounds as this kernel does
+        return replace(pointwise(nest(out, strides), "{0} = " + expr + ";"), exact=True)
     rule.expr = expr            # what fuse.py applies in a producer's epilogue
     return rule
 

@@ -11,7 +11,7 @@ from cnnc import pipeline
 from cnnc.compiler import build, emit, lower
 
 # Every chain shape the pass meets: bias_add then relu (flowers), relu then add of a bias
-# (the TF MNIST tutorial), matmul + bias then relu, and cases it must leave alone: a bias
+# (the TF MNIST tutorial), matmul * scale + bias then relu, and cases it must leave alone: a bias
 # computed after the conv (c3), a conv output read twice (c5), and a conv output that is also
 # a model output (raw4: left alone in forward, fused with tanh in train_step, which does not
 # return it). In the gradients, relu's gradient runs inside the max-pool gradient before it.
@@ -40,7 +40,8 @@ r4 = relu(h4)
 pooled = max_pool(r4, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="VALID")
 param fw: f32[4*4*16, 10] = truncated_normal(stddev=0.1)
 param fb: f32[10] = constant(0.1)
-hidden = relu(matmul(reshape(pooled, [-1, 4*4*16]), fw) + fb)
+param fs: f32[10] = truncated_normal(stddev=1.0)
+hidden = relu(matmul(reshape(pooled, [-1, 4*4*16]), fw) * fs + fb)
 param ow: f32[10, 3] = truncated_normal(stddev=0.3)
 param ob: f32[3] = constant(0.0)
 logits = bias_add(matmul(hidden, ow), ob)
@@ -77,7 +78,9 @@ def test_fusion_takes_legal_chains_only():
     # conv + bias_add + relu, and relu then + bias, each become one kernel
     assert ep["h1_forward"] == ("x + vec[0][j0 + j]", "(x > 0.0f ? x : 0.0f)")
     assert ep["h2_forward"] == ("(x > 0.0f ? x : 0.0f)", "x + vec[0][j0 + j]")
-    assert ep["hidden_forward"] == ("x + vec[0][j0 + j]", "(x > 0.0f ? x : 0.0f)")
+    # a multiply then an add: the epilogue must not contract them into an FMA (CNNC_EXACT), or
+    # the fused result differs from the unfused in the last bit (test_fusion_changes_no_bits)
+    assert ep["hidden_forward"] == ("x * vec[0][j0 + j]", "x + vec[1][j0 + j]", "(x > 0.0f ? x : 0.0f)")
     assert ep["logits_forward"] == ("x + vec[0][j0 + j]",)
     names = " ".join(ep)
     assert "h3" not in names and "c3" not in names, "`late` is computed after c3: the add cannot run inside it"
