@@ -189,7 +189,7 @@ class _Lowerer:
             return self.fn_of[id(node)]
         k = self.kernel(node)
         types = (ctype(node.out.type),) + tuple(ctype(v.type) for v in node.inputs)
-        key = (k.template, k.p, k.scratch, k.rng, types)
+        key = (k.template, k.p, k.scratch, k.rng, k.exact, types)   # all that shapes the C
         if key in self.by_record:
             self.fn_of[id(node)] = self.by_record[key]
             return self.by_record[key]
