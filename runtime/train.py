@@ -239,8 +239,15 @@ def fit(model, x=None, y=None, *, data=None, epochs=1, batch_size=32, validation
 
 def _resume(run: TrainingRun, path) -> None:
     """Load the checkpoint and continue after its epoch with its history and callback state."""
+    extra = _checkpoint.read_extra(path)
+    epoch = extra.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise _checkpoint.CheckpointError(
+            f"cannot resume from {path}: it records no finished epoch (it was written by "
+            f"Model.save or another tool, not by fit(checkpoint=...)); load it with "
+            f"model.load({str(path)!r}) and call fit(..., initial_epoch=K) without resume=True")
     extra = _checkpoint.load(path, run.model)
-    run.initial_epoch = int(extra["epoch"]) + 1
+    run.initial_epoch = epoch + 1
     run.restore_callback_states(extra.get("callbacks", {}))
     if extra.get("seed", run.seed) != run.seed:
         warnings.warn(f"resuming {path} (seed {extra['seed']}) with seed {run.seed}: the remaining "
