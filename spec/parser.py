@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
@@ -66,7 +67,7 @@ def _tok_span(tok: Token) -> Span:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     """One short method per grammar rule; each returns an AST node carrying its span."""
 
     def start(self, meta, children):
@@ -248,9 +249,18 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source):
     return error("syntax", msg, span, label="unexpected here", secondary=secondary, help=help_)
 
 
+MAX_SPEC_BYTES = 1 << 20      # a real model is a few KB; past this a spec is refused, not crawled
+
+
 def parse(source: Source) -> ast.Module:
     """Parse a spec into its AST, or raise SpecError with a located syntax diagnostic."""
     text = source.text
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SPEC_BYTES:
+        raise SpecError([error("too-large", f"the spec is {size:,} bytes; cnnc reads specs of at most "
+                               f"{MAX_SPEC_BYTES:,} bytes", Span(0, 0),
+                               help="a model this large is probably generated: split it, or check "
+                               "that this is the file you meant")], source)
     try:
         tree = _lark().parse(text if text.endswith("\n") else text + "\n")
     except UnexpectedInput as exc:

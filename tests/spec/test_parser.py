@@ -168,3 +168,24 @@ def test_missing_comma_suggests_one():
 def test_unterminated_string():
     d = syntax_error('model m\ny = f("abc)\n')
     assert d.message == "this string is never closed"
+
+
+def test_a_long_flat_sum_parses_without_recursion_limits():
+    # 800 terms used to raise RecursionError in the tree transformer (400 worked)
+    n = 5000
+    mod, _ = p("model m\ninput x: f32[N, 4]\ny = " + " + ".join(f"x{i}" for i in range(n)) + "\noutput y\n")
+    e, depth = mod.body[2].value, 0
+    while isinstance(e, ast.BinOp):         # left-deep: ((x0 + x1) + x2) + ...
+        assert e.right.id == f"x{n - 1 - depth}"
+        e, depth = e.left, depth + 1
+    assert depth == n - 1 and e.id == "x0"
+
+
+def test_a_spec_past_the_size_limit_is_refused_with_a_diagnostic():
+    from cnnc.spec.parser import MAX_SPEC_BYTES
+    text = "model m\n" + "# padding\n" * (MAX_SPEC_BYTES // 10 + 1)
+    with pytest.raises(SpecError) as e:
+        p(text)
+    (d,) = e.value.diagnostics
+    assert d.code == "too-large" and f"{len(text.encode()):,} bytes" in d.message
+    assert d.labels[0].span.start == 0
