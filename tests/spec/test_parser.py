@@ -189,3 +189,26 @@ def test_a_spec_past_the_size_limit_is_refused_with_a_diagnostic():
     (d,) = e.value.diagnostics
     assert d.code == "too-large" and f"{len(text.encode()):,} bytes" in d.message
     assert d.labels[0].span.start == 0
+
+
+def test_every_syntax_error_of_a_file_is_reported_in_one_run():
+    text = ("model m\ninput x: f32[N, 10]\ny = matmul(x w)\nz = relu(y\nq = 3\n"
+            "scope a b {\n  u = y\n}\nv = x @ w\nt = f(\"abc)\noutput y\n")
+    with pytest.raises(SpecError) as e:
+        p(text)
+    src = Source(text, "t.cnn")
+    got = [(src.line_col(d.labels[0].span.start), d.message) for d in e.value.diagnostics]
+    assert got == [
+        ((3, 14), "expected `,`, `)`, `=`, `(` or an operator, found `w`"),
+        ((5, 1), "expected `,`, `)`, `=`, `(` or an operator, found `q`"),   # `relu(` never closed
+        ((6, 9), "expected `{`, found `b`"),               # its block is skipped whole, `}` included
+        ((9, 7), "unexpected character `@`"),
+        ((10, 7), "this string is never closed"),
+    ]
+
+
+def test_an_error_at_the_end_of_the_file_stops_the_search():
+    with pytest.raises(SpecError) as e:
+        p("model m\ny = f(x y)\nscope a {\n  z = x\n")
+    assert [d.message for d in e.value.diagnostics] == [
+        "expected `,`, `)`, `=`, `(` or an operator, found `y`", "expected `}`, found the end of the file"]
