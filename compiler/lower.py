@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import autodiff
+from .bounds import index_bounds
 from .builder import Builder
 from .fuse import fuse
 from .ir import Graph, Node, Value, _attr_str
@@ -462,4 +463,5 @@ def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> di
                                            "per_example_bytes": e.workspace.per_example}}
                     for e in entries},
         "memory": memory,
+        "bounds": index_bounds(g),                    # labels and ids the runtime range-checks
     }

@@ -187,6 +187,7 @@ class Model:
                 o = s * size + off
                 self.optimizer_state[f"{slot}/{p['name']}"] = self._opt[o:o + n].reshape(p["shape"])
         self._input_types = {i["name"]: (i["dtype"], i["shape"]) for i in m["inputs"]}
+        self._bounds = {b["input"]: b for b in m.get("bounds", [])}
         self._output_types = {o["name"]: (o["dtype"], o["shape"]) for o in m["outputs"]}
         # each declared shape's N coefficients (None for a fixed size), worked out once
         self._coeffs = {id(shape): tuple(_sym(d) for d in shape)
@@ -299,7 +300,27 @@ class Model:
                     raise InputError(f"{what} `{k}` expects {want} with N = {n} (from `{first}`); "
                                      f"got {got}")
             out[k] = np.ascontiguousarray(arr)
+            if k in self._bounds and what == "input":
+                self._check_range(k, out[k], self._bounds[k])
         return out, n
+
+    def check_ranges(self, arrays: dict) -> None:
+        """Range-check the labels and ids among `arrays` (whole input arrays by name): InputError
+        naming the first value outside its range and its index."""
+        for k, arr in arrays.items():
+            if k in self._bounds:
+                self._check_range(k, np.asarray(arr), self._bounds[k])
+
+    def _check_range(self, name: str, arr: np.ndarray, b: dict) -> None:
+        """Labels and ids a kernel indexes with must lie in [low, high): checked before any
+        kernel runs, so a bad batch changes nothing."""
+        lo, hi = b["low"], b["high"]
+        if arr.size == 0 or (lo <= arr.min() and arr.max() < hi):
+            return
+        first = int(np.flatnonzero((arr < lo) | (arr >= hi))[0])
+        where = [int(i) for i in np.unravel_index(first, arr.shape)]
+        raise InputError(f"input `{name}` holds {arr.reshape(-1)[first]} at index {where}, but "
+                         f"{b['what']} must lie in [{lo}, {hi}) (`{b['arg']}` of `{b['op']}`)")
 
     def _batch(self, given: dict, required, allowed, n=None):
         arrays, n = self._check(given, required, allowed, n=n)

@@ -33,7 +33,16 @@ class TrainingDiverged(RuntimeError):
 
 
 def _resolve(model, x, y, data, names, what: str) -> dict:
-    """Arrays for the inputs `names` from (x, y), data=(x, y) or data={name: array}."""
+    """Arrays for the inputs `names` from (x, y), data=(x, y) or data={name: array}; labels and
+    ids are range-checked here, on the whole set, so an error names the example's position."""
+    arrays = _arrays(model, x, y, data, names, what)
+    check = getattr(model, "check_ranges", None)
+    if check is not None:
+        check(arrays)
+    return arrays
+
+
+def _arrays(model, x, y, data, names, what: str) -> dict:
     if data is not None:
         if x is not None or y is not None:
             raise ValueError(f"pass the {what} data as x, y or as data=, not both")
