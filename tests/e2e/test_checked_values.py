@@ -75,3 +75,13 @@ optimizer = sgd(lr=0.1)
                                      "op": "sparse_softmax_cross_entropy_with_logits", "arg": "labels"}]
     with pytest.raises(InputError, match=r"`y` holds 3 at index \[1, 0\]"):
         m.train_step(x=np.zeros((2, 4), np.float32), y=np.array([[0], [3]], np.int32))
+
+
+def test_nan_propagates_through_relu_as_in_tensorflow(compiled):
+    mod = compiled("digits")
+    m = mod.Model(seed=0)
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    x[1, 2, 3, 0] = np.nan
+    out = m.forward(x=x)["logits"]
+    assert np.isnan(out[1]).all()                 # relu(NaN) is NaN, not a confident 0
+    assert np.isfinite(out[[0, 2, 3]]).all()      # the other examples are untouched
