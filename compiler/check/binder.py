@@ -15,12 +15,7 @@ from ...spec.diagnostics import Label, did_you_mean, error
 from ..ops import REQUIRED, Arg, OpError
 from ..ops.common import fmt
 from .kinds import KINDS
-from .messages import Abort, count, signature, with_op
-
-
-class _Signature:
-    def __init__(self, name, args):
-        self.name, self.args = name, args
+from .messages import Abort, call_signature, count, with_op
 
 
 def bind(ck, name: str, params: tuple[Arg, ...], c: ast.Call, where: list[Label],
@@ -30,7 +25,7 @@ def bind(ck, name: str, params: tuple[Arg, ...], c: ast.Call, where: list[Label]
     A static arg's value is checked and converted; a missing one takes its default. A
     tensor arg's value is `tensor(expr)` (in signature order, so the first fault is the
     leftmost), or the expression itself when no `tensor` is given; so is an initializer's."""
-    sig = signature(_Signature(name, params))
+    sig = call_signature(name, params)
     given: dict[str, ast.Expr] = {}
     if len(c.args) > len(params):
         most = f"at most {count(len(params), 'argument')}" if params else "no arguments"

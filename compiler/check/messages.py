@@ -29,10 +29,12 @@ def count(n: int, noun: str) -> str:
 
 def signature(entry) -> str:
     """`name(a, b=1)` for anything with a name and op-style args (op, layer, initializer, optimizer)."""
-    parts = []
-    for a in entry.args:
-        parts.append(a.name if a.default is REQUIRED else f"{a.name}={fmt(a.default)}")
-    return f"{entry.name}({', '.join(parts)})"
+    return call_signature(entry.name, entry.args)
+
+
+def call_signature(name: str, args) -> str:
+    parts = [a.name if a.default is REQUIRED else f"{a.name}={fmt(a.default)}" for a in args]
+    return f"{name}({', '.join(parts)})"
 
 
 def unknown(what: str, name: str, span: Span, candidates) -> Diagnostic:
