@@ -8,7 +8,7 @@ from .spec.desugar import desugar
 from .spec.diagnostics import Severity, SpecError
 from .spec.parser import parse
 from .spec.source import Source
-from .compiler import ir, shapes
+from .compiler import check as checker, ir
 
 
 def load_source(path_or_text: str | Path, filename: str | None = None) -> Source:
@@ -19,10 +19,10 @@ def load_source(path_or_text: str | Path, filename: str | None = None) -> Source
     return Source(str(path_or_text), filename or "<spec>")
 
 
-def check_source(source: Source) -> shapes.Checked:
+def check_source(source: Source) -> checker.Checked:
     """Parse, desugar and type-check; raises SpecError only for syntax errors."""
     module = desugar(parse(source))
-    checked = shapes.check(module, source)
+    checked = checker.check(module, source)
     if checked.graph is not None:
         ir.verify(checked.graph)
     return checked

@@ -26,11 +26,10 @@ from .ir import Graph, Node, Value, _attr_str
 from .kernel import ALIAS, Kernel, Lin, c_float, ctype, numel, sanitize, threads_when
 from .memory import Interval, WorkspacePlan, plan, totals
 from .ops import REGISTRY
+from .optimizers import OPTIMIZERS
 from .types import C_TYPES, ITEMSIZE
 
 PARAM_ALIGN = 16            # floats: each param starts on a 64-byte boundary of its slab
-SLOTS = {"sgd": (), "momentum": ("momentum",), "adam": ("m", "v")}
-HYPER_DEFAULTS = {"adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-7}}
 ENTRY_SUFFIXES = ("forward", "backward", "train_step", "eval_step", "workspace_size", "params_size",
                   "set_threads")
 
@@ -383,7 +382,7 @@ def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
     entries.append(lw.entry("backward", f"{sym}_backward", params, ext, results, zero, training=False))
 
     opt = g.optimizer
-    slots = SLOTS[opt.kind] if opt is not None else ()
+    slots = OPTIMIZERS[opt.kind].slots if opt is not None else ()
     if g.loss is not None:
         scalars = [g.loss] + list(g.metrics.values())
         bad = [v for v in scalars if v.type.shape]
@@ -401,10 +400,10 @@ def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
                        ("uint64_t", "counter", ["counter"]), ("int", "N", ["N"])]
             zero = []
             _route([(p, f"grads + {lw.param_off[p.id]}") for p in g.params], trn, res, zero)
-            hyper = dict(HYPER_DEFAULTS.get(opt.kind, {}), **dict(opt.hyper))
+            hyper = dict(OPTIMIZERS[opt.kind].defaults, **dict(opt.hyper))
             # threads split the slab once it is big enough to pay for them (flowers: 5.5M)
             update = dict(kind=opt.kind, size=lw.params_size, threads=threads_when(Lin(0, lw.params_size)),
-                          hyper={k: c_float(v) for k, v in hyper.items() if k != "lr"})
+                          **OPTIMIZERS[opt.kind].c_update({k: c_float(v) for k, v in hyper.items()}))
             entries.append(lw.entry("train_step", f"{sym}_train_step", params, ext_inputs, res, zero,
                                     training=True, update=update))
 
