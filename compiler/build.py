@@ -1,4 +1,5 @@
-"""The build: lower, emit, and compile with cffi's out-of-line API mode into an importable package.
+"""The `build` stage: compile the files `emit` gave with cffi's out-of-line API mode into an
+importable package.
 
     out_dir/<model>/  model.c  model.h  manifest.json  __init__.py  _<model>_<key>.<abi>.so
 
@@ -22,8 +23,9 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from .. import __version__
 from ..errors import CnncError
-from . import emit, lower
+from . import emit
 from .kernel import sanitize
 
 OPT_FLAGS = ["-O3", "-march=native", "-fno-math-errno"]   # never -ffast-math: NaN checks, TF numerics
@@ -75,20 +77,7 @@ def native_target() -> str:
     return _TARGET[cc]
 
 
-def build(graph, source, out_dir, emit_only: bool = False):
-    """Generate and build `graph`; returns the imported package (or its directory if emit_only).
-
-    source: the spec's `Source` (kernel comments get line numbers) or its text."""
-    from ..spec.source import Source
-    if not isinstance(source, Source):
-        source = Source(source or "", graph.source_name)
-    fingerprint = hashlib.sha256(source.text.encode()).hexdigest()[:16]
-    files = emit.render(lower.lower(graph, source), fingerprint)
-    return build_files(files, Path(out_dir), emit_only=emit_only)
-
-
 def cache_key(files: emit.GeneratedFiles) -> str:
-    from .. import __version__
     import cffi
     h = hashlib.sha256()
     for part in (files.c, files.h, " ".join(c_flags()), compiler(), native_target(), __version__,
@@ -98,7 +87,10 @@ def cache_key(files: emit.GeneratedFiles) -> str:
     return h.hexdigest()[:12]
 
 
-def build_files(files: emit.GeneratedFiles, out_dir: Path, emit_only: bool = False):
+def build(files: emit.GeneratedFiles, out_dir: Path, emit_only: bool = False):
+    """Write `files` into out_dir/<model>/ and build them (unless emit_only, or built already);
+    returns the imported package (or its directory if emit_only)."""
+    out_dir = Path(out_dir)
     pkg = out_dir / sanitize(files.model)
     pkg.mkdir(parents=True, exist_ok=True)
     key = cache_key(files)

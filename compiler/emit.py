@@ -1,10 +1,12 @@
-"""Program -> model.c, model.h and manifest.json, through the one Jinja environment.
+"""The `emit` stage: Program -> model.c, model.h and manifest.json, through the one Jinja
+environment.
 
 Python has decided everything (sizes, offsets, names, expressions); the templates in
 templates/ only lay it out. The output is a function of the Program alone, so the same spec
 always yields the same bytes."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from .. import __version__
 from .kernel import PARALLEL_MIN
 from .lower import Program
 
@@ -40,8 +43,13 @@ class GeneratedFiles:
         return json.dumps(self.manifest, indent=1) + "\n"
 
 
+def fingerprint(text: str) -> str:
+    """The manifest's fingerprint of a spec's text: a checkpoint records which spec it came from."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
-    from .. import __version__
+    """The generated files of a Program; `fingerprint` (of the spec's text) goes in the manifest."""
     kernels = [ENV.get_template(fn.kernel.template).render(fn=fn).rstrip() for fn in program.kernels]
     used = set()
     for e in program.entries:

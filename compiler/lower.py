@@ -1,4 +1,5 @@
-"""Graph -> Program: kernels with every size resolved, a buffer plan, and four entry points.
+"""The `lower` stage: GradGraph -> Program: kernels with every size resolved, a buffer plan,
+and four entry points. Fusion (fuse.py) and the buffer plan (memory.py) are its sub-steps.
 
   forward     outputs, dropout off
   backward    the VJP of the outputs: given a gradient per f32 output, the gradient of every
@@ -12,15 +13,14 @@ of their operand's memory. A result is written straight into its destination (th
 output array, the grads slab) when it owns its memory, else copied there at the end."""
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import PurePath
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import autodiff
-from .builder import Builder
+from .. import __version__
+from .autodiff import GradGraph
 from .fuse import fuse
 from .ir import Graph, Node, Value, _attr_str
 from .kernel import ALIAS, Kernel, Lin, c_float, ctype, numel, sanitize, threads_when
@@ -121,28 +121,6 @@ def _depends_on(values, graph: Graph) -> list[Value]:
 
 def shape_json(t) -> list:
     return [d if isinstance(d, int) else str(d) for d in t.shape]
-
-
-def add_gradients(g: Graph):
-    """Append the backward (output VJP) and train (loss gradient) nodes; returns their seeds/grads."""
-    b = Builder(g, phase="backward")
-    douts, seeds = {}, {}
-    for name, out in g.outputs.items():
-        if out.type.dtype != "f32":
-            continue
-        d = g.new_value(f"d{name}", out.type, "input")
-        douts[name] = d
-        seeds[out.id] = d if out.id not in seeds else b.op("add", seeds[out.id], d)
-    wrt = list(g.params) + [v for v in g.inputs if v.type.dtype == "f32"]
-    bwd = autodiff.grad(g, seeds, wrt, tag="backward") if seeds else {}
-    trn = None
-    if g.loss is not None:
-        t = Builder(g, phase="train")
-        one = t.scalar(1.0)
-        if g.loss.type.shape:
-            one = t.op("broadcast_to", one, shape=tuple(g.loss.type.shape))
-        trn = autodiff.grad(g, {g.loss.id: one}, list(g.params), tag="train")
-    return douts, bwd, trn
 
 
 # --------------------------------------------------------------------------- lowering
@@ -336,13 +314,12 @@ def _ws_expr(off: Lin) -> str:
 # --------------------------------------------------------------------------- the program
 
 
-def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
-    """Lower a checked graph (not modified) to a Program. `source` (spec.source.Source) gives
-    kernel comments their line numbers; `fusion=False` keeps every op its own kernel."""
-    g = copy.deepcopy(graph)
+def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
+    """Lower a differentiated graph (not modified) to a Program. `source` (spec.source.Source)
+    gives kernel comments their line numbers; `fusion=False` keeps every op its own kernel."""
+    g, douts, bwd, trn = grads.graph, grads.douts, grads.backward, grads.train
     feature = _depends_on(list(g.outputs.values()), g)
     feature_ids = {v.id for v in feature}
-    douts, bwd, trn = add_gradients(g)
     lw = _Lowerer(g, source, fusion)
     sym = sanitize(g.model)
     taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key"}
@@ -439,7 +416,6 @@ def _route(targets, grads: dict, results: list, zero: list) -> None:
 
 
 def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> dict:
-    from .. import __version__
     opt = g.optimizer
     return {
         "model": g.model,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnnc import pipeline
-from cnnc.compiler import build, emit, lower
+from cnnc.compiler import build, emit
 
 # Every chain shape the pass meets: bias_add then relu (flowers), relu then add of a bias
 # (the TF MNIST tutorial), matmul * scale + bias then relu, and cases it must leave alone: a bias
@@ -54,8 +54,8 @@ optimizer = momentum(lr=0.05, momentum=0.9)
 
 def _build(out_root, fusion: bool):
     graph = pipeline.check(SPEC)
-    files = emit.render(lower.lower(graph, None, fusion=fusion), f"fusion-{fusion}")
-    return build.build_files(files, out_root / f"fused_{fusion}")
+    files = emit.render(pipeline.lowered(graph, None, fusion=fusion), f"fusion-{fusion}")
+    return build.build(files, out_root / f"fused_{fusion}")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def both(out_root):
 
 
 def _epilogues(fusion=True, entry=None):
-    prog = lower.lower(pipeline.check(SPEC), None, fusion=fusion)
+    prog = pipeline.lowered(pipeline.check(SPEC), None, fusion=fusion)
     called = None
     if entry is not None:
         called = {s.fn for e in prog.entries if e.name == entry for s in e.steps}
