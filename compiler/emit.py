@@ -30,6 +30,9 @@ ENV = jinja2.Environment(
 )
 
 
+ENV.filters["operands"] = lambda stmt, args: re.sub(r"@(\d+)", lambda m: args[int(m.group(1))], stmt)
+
+
 @dataclass(frozen=True)
 class GeneratedFiles:
     model: str
@@ -50,7 +53,7 @@ def fingerprint(text: str) -> str:
 
 def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
     """The generated files of a Program; `fingerprint` (of the spec's text) goes in the manifest."""
-    kernels = [ENV.get_template(fn.kernel.template).render(fn=fn).rstrip() for fn in program.kernels]
+    kernels = [_kernel(fn) for fn in program.kernels]
     used = set()
     for e in program.entries:
         for s in e.steps:
@@ -64,6 +67,15 @@ def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
     h = _tidy(ENV.get_template("module.h.j2").render(**ctx))
     manifest = dict(program.manifest, fingerprint=fingerprint)
     return GeneratedFiles(program.model, program.symbol, c, h, manifest)
+
+
+def _kernel(fn) -> str:
+    """A kernel function, with `(void)name;` for the parameters its body does not use."""
+    t = ENV.get_template(fn.kernel.template)
+    body = t.render(fn=fn, unused=[]).split(f" {fn.name}(", 1)[1].split("\n{", 1)[1]
+    names = [re.search(r"(\w+)$", p.strip()).group(1) for p in fn.params.split(",")]
+    unused = [n for n in names if not re.search(rf"\b{n}\b", body)]
+    return t.render(fn=fn, unused=unused).rstrip()
 
 
 def _entry(e) -> str:

@@ -127,7 +127,7 @@ def test_output_is_deterministic_and_graph_untouched():
     b = emit.render(pipeline.lowered(copy.deepcopy(g)), "fp")
     assert a.c == b.c and a.h == b.h and a.manifest_json == b.manifest_json
     assert (len(g.nodes), len(g.const_values), g._next_id) == before
-    assert "static void conv_h_forward(" in a.c and "_backward(" in a.c
+    assert "static void h_conv2d_forward(" in a.c and "static void dh_input(" in a.c
     assert not [line for line in emit.cdef(a.h).splitlines() if line.startswith("#")]
 
 
@@ -180,7 +180,7 @@ def test_spec_pipeline_builds_a_package_with_spec_lines(tmp_path):
     module = cnnc.compile(SPEC, out_dir=tmp_path, filename="specnet.cnn")
     c = (tmp_path / "specnet" / "model.c").read_text()
     assert "/* specnet.cnn:9  layer-1/conv = conv2d(" in c
-    assert "static void layer_1_conv_forward(" in c
+    assert "static void conv_forward(" in c
     m = module.Model(seed=0)
     x = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
     assert m.forward(x=x)["logits"].shape == (2, 3)

@@ -59,9 +59,10 @@ def test_the_checker_sees_relative_imports():
 # Each module of compiler/ (a package counts as one module) at its stage; a module may import
 # only modules at its own stage or an earlier one, at the top of the file or inside a function.
 # kernel.py sits with ops: the op files define the kernel rules, on kernel.py's records.
-# fuse.py, memory.py and summary.py are parts of lowering (summary renders the lowered
-# Program's memory); verify.py re-checks autodiff's graph. check/ (the checker that replaces
-# shapes.py and layers.py) may import types, ir, ops and builder.
+# functions.py (kernel names), fuse.py, memory.py and summary.py are parts of lowering
+# (summary renders the lowered Program's memory); verify.py re-checks autodiff's graph.
+# check/ (the checker that replaces shapes.py and layers.py) may import types, ir, ops and
+# builder.
 STAGES = [
     {"types"},
     {"ir"},
@@ -69,7 +70,7 @@ STAGES = [
     {"builder"},
     {"check", "shapes", "layers", "initializers", "optimizers"},
     {"autodiff", "verify"},
-    {"lower", "functions", "entries", "fuse", "memory", "summary"},
+    {"lower", "functions", "fuse", "memory", "summary"},
     {"emit"},
     {"build"},
 ]
