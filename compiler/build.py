@@ -1,7 +1,7 @@
 """The `build` stage: compile the files `emit` gave with cffi's out-of-line API mode into an
 importable package.
 
-    out_dir/<model>/  model.c  model.h  manifest.json  __init__.py  _<model>_<key>.<abi>.so
+    out_dir/<model>/  model.c  model.h  gemm_core.h  manifest.json  __init__.py  _<model>_<key>.<abi>.so
 
 cffi writes the Python binding's C (`emit_c_code`); gcc compiles it and model.c in parallel
 and links them. The extension's name carries `key`, a hash of the generated C, the flags, the
@@ -80,7 +80,7 @@ def native_target() -> str:
 def cache_key(files: emit.GeneratedFiles) -> str:
     import cffi
     h = hashlib.sha256()
-    for part in (files.c, files.h, " ".join(c_flags()), compiler(), native_target(), __version__,
+    for part in (files.c, files.h, *(text for _, text in files.headers), " ".join(c_flags()), compiler(), native_target(), __version__,
                  cffi.__version__, sys.implementation.cache_tag):
         h.update(part.encode())
         h.update(b"\0")
@@ -98,6 +98,8 @@ def build(files: emit.GeneratedFiles, out_dir: Path, emit_only: bool = False):
     manifest = dict(files.manifest, extension=modname)
     _write(pkg / "model.c", files.c)
     _write(pkg / "model.h", files.h)
+    for name, text in files.headers:
+        _write(pkg / name, text)
     _write(pkg / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     _write(pkg / "__init__.py", INIT_PY.format(model=files.model))
     if emit_only:

@@ -1,5 +1,5 @@
 """The `emit` stage: Program -> model.c, model.h and manifest.json, through the one Jinja
-environment.
+environment, plus the hand-written GEMM core header model.c includes.
 
 Python has decided everything (sizes, offsets, names, expressions); the templates in
 templates/ only lay it out. The output is a function of the Program alone, so the same spec
@@ -33,13 +33,21 @@ ENV = jinja2.Environment(
 ENV.filters["operands"] = lambda stmt, args: re.sub(r"@(\d+)", lambda m: args[int(m.group(1))], stmt)
 
 
+# Hand-written C that model.c includes, copied beside it as it is.
+HEADERS = ("gemm_core.h",)
+
+
 @dataclass(frozen=True)
 class GeneratedFiles:
+    """What the build writes into out_dir/<model>/: model.c, model.h, the manifest and the
+    headers model.c includes ((name, text) pairs)."""
+
     model: str
     symbol: str
     c: str
     h: str
     manifest: dict
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def manifest_json(self) -> str:
@@ -66,7 +74,8 @@ def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
     c = _tidy(ENV.get_template("module.c.j2").render(**ctx))
     h = _tidy(ENV.get_template("module.h.j2").render(**ctx))
     manifest = dict(program.manifest, fingerprint=fingerprint)
-    return GeneratedFiles(program.model, program.symbol, c, h, manifest)
+    headers = tuple((name, (TEMPLATES / name).read_text()) for name in HEADERS)
+    return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers)
 
 
 def _kernel(fn) -> str:
