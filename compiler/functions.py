@@ -61,7 +61,8 @@ class Functions:
         if id(node) in self.fn_of:
             return self.fn_of[id(node)]
         types = (ctype(node.out.type),) + tuple(ctype(v.type) for v in node.inputs)
-        key = (k.template, k.p, k.scratch, k.rng, k.exact, types)   # all that shapes the C
+        # all that shapes the C; a gradient does not call a forward kernel, to read as what it is
+        key = (k.template, k.p, k.scratch, k.rng, k.exact, types, producer.phase == "forward")
         if key in self.by_record:
             self.fn_of[id(node)] = self.by_record[key]
             return self.by_record[key]
@@ -107,6 +108,15 @@ class Functions:
         tail = f"_{what}" if what else ""
         cands = [f"d{b}{tail}"] + ([] if own or what == fwd.op else [f"d{b}_{fwd.op}{tail}"])
         return cands + [f"{cands[-1]}_{node.op}"]
+
+    def local_name(self, v: Value) -> str:
+        """A C name for a value an entry point keeps in its workspace: its binding's (relu1,
+        fc1_relu), or the gradient it is (dconv2_input, dlogits)."""
+        if v.node is None:
+            return sanitize(v.name)
+        if v.node.phase == "forward":
+            return self._value(v)
+        return self._grad_names(v.node)[0]
 
     def _binding(self, node: Node) -> tuple[str, bool]:
         """(C name of the node's binding, whether the node is the binding's own value)."""

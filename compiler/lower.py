@@ -194,7 +194,7 @@ class _Lowerer:
         for key, iv in intervals.items():
             if isinstance(key, tuple):
                 continue
-            lname = unique("t_" + sanitize(iv.key.name), taken)
+            lname = unique("t_" + self.functions.local_name(iv.key), taken)
             locals_.append(Local(lname, C_TYPES[iv.key.type.dtype], _ws_expr(iv.offset)))
             loc[key] = lname
         loc.update(placed)
