@@ -6,8 +6,9 @@ file that owns each (spec/ owns parse and desugar):
     grad_graph  autodiff.py             the graph extended with backward and loss-gradient nodes
     verify      verify.py               every node re-checked against its op's shape rule
     lower       lower.py                Program: kernels with every size resolved (kernel.py,
-                                        ops/), epilogue fusion (fuse.py), the workspace plan
-                                        (memory.py) and the entry points
+                                        ops/) and named (functions.py), epilogue fusion
+                                        (fuse.py), the workspace plan (memory.py) and the
+                                        entry points
     emit        emit.py, templates/     model.c, model.h, gemm_core.h and manifest.json
     build       build.py                cffi + the C compiler: the importable package
 
