@@ -81,17 +81,8 @@ def cmd_check(args) -> int:
         print(ir.dump(checked.graph))
     elif not args.quiet:
         from .compiler import summary
-        print(summary.render(checked.graph, args.spec, memory=_memory(checked.graph)))
+        print(summary.render(checked.graph, args.spec, memory=pipeline.memory_summary(checked.graph)))
     return 0
-
-
-def _memory(graph):
-    """Planned buffer sizes, when the code generator's memory planner is available."""
-    try:
-        from .compiler import memory
-        return memory.plan_summary(graph)
-    except ImportError:
-        return None
 
 
 def _print_diagnostics(diags, source, fmt: str) -> None:

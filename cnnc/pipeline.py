@@ -1,14 +1,20 @@
-"""The stages, top to bottom: the one module that sees spec, compiler and runtime together."""
+"""The stages, top to bottom: the one module that sees spec, compiler and runtime together.
+
+    parse -> desugar -> check -> grad_graph -> verify -> lower -> emit -> build
+
+`compile` runs them all: `check_source` the front half (parse, desugar, check), `generate`
+the back half (grad_graph, verify and lower in `lowered`, then emit and build)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from .spec import ast
 from .spec.desugar import desugar
 from .spec.diagnostics import Severity, SpecError
 from .spec.parser import parse
 from .spec.source import Source
-from .compiler import ir, shapes
+from .compiler import autodiff, build, emit, ir, lower, summary
+from .compiler import check as checker
+from .compiler.verify import verify
 
 
 def load_source(path_or_text: str | Path, filename: str | None = None) -> Source:
@@ -19,12 +25,12 @@ def load_source(path_or_text: str | Path, filename: str | None = None) -> Source
     return Source(str(path_or_text), filename or "<spec>")
 
 
-def check_source(source: Source) -> shapes.Checked:
+def check_source(source: Source) -> checker.Checked:
     """Parse, desugar and type-check; raises SpecError only for syntax errors."""
     module = desugar(parse(source))
-    checked = shapes.check(module, source)
+    checked = checker.check(module, source)
     if checked.graph is not None:
-        ir.verify(checked.graph)
+        verify(checked.graph)
     return checked
 
 
@@ -37,10 +43,36 @@ def compile(path_or_text, out_dir: str | Path | None = None, emit_only: bool = F
             filename: str | None = None):
     """Check, differentiate, lower, emit and build a spec; returns the imported module
     (or, with emit_only, the directory holding the generated C)."""
-    from .compiler import build
     source = load_source(path_or_text, filename)
     graph = _checked_graph(source)
-    return build.build(graph, source, Path(out_dir or "generated"), emit_only=emit_only)
+    return generate(graph, source, Path(out_dir or "generated"), emit_only=emit_only)
+
+
+def lowered(graph: ir.Graph, source: Source | None = None, fusion: bool = True) -> lower.Program:
+    """A checked graph (left untouched) differentiated, verified and lowered. `source` gives
+    kernel comments their line numbers; fusion=False keeps every op its own kernel."""
+    grads = autodiff.grad_graph(graph)
+    verify(grads.graph, grads.douts.values())
+    return lower.lower(grads, source, fusion=fusion)
+
+
+def generate(graph: ir.Graph, source: Source | str | None, out_dir: str | Path, emit_only: bool = False,
+             fusion: bool = True):
+    """The back half on a checked graph: the imported module (or, with emit_only, the
+    directory of generated files)."""
+    source = _source(source, graph)
+    program = lowered(graph, source, fusion=fusion)
+    files = emit.render(program, emit.fingerprint(source.text))
+    return build.build(files, Path(out_dir), emit_only=emit_only)
+
+
+def memory_summary(graph: ir.Graph, batch_sizes=(1, 32)) -> dict[str, str]:
+    """The memory the compiled model needs, for `cnnc check`'s summary."""
+    return summary.memory_table(lowered(graph).memory, batch_sizes)
+
+
+def _source(source, graph: ir.Graph) -> Source:
+    return source if isinstance(source, Source) else Source(source or "", graph.source_name)
 
 
 def _checked_graph(source: Source) -> ir.Graph:

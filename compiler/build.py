@@ -1,6 +1,7 @@
-"""The build: lower, emit, and compile with cffi's out-of-line API mode into an importable package.
+"""The `build` stage: compile the files `emit` gave with cffi's out-of-line API mode into an
+importable package.
 
-    out_dir/<model>/  model.c  model.h  manifest.json  __init__.py  _<model>_<key>.<abi>.so
+    out_dir/<model>/  model.c  model.h  gemm_core.h  manifest.json  __init__.py  _<model>_<key>.<abi>.so
 
 cffi writes the Python binding's C (`emit_c_code`); gcc compiles it and model.c in parallel
 and links them. The extension's name carries `key`, a hash of the generated C, the flags, the
@@ -22,8 +23,9 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from .. import __version__
 from ..errors import CnncError
-from . import emit, lower
+from . import emit
 from .kernel import sanitize
 
 OPT_FLAGS = ["-O3", "-march=native", "-fno-math-errno"]   # never -ffast-math: NaN checks, TF numerics
@@ -75,30 +77,20 @@ def native_target() -> str:
     return _TARGET[cc]
 
 
-def build(graph, source, out_dir, emit_only: bool = False):
-    """Generate and build `graph`; returns the imported package (or its directory if emit_only).
-
-    source: the spec's `Source` (kernel comments get line numbers) or its text."""
-    from ..spec.source import Source
-    if not isinstance(source, Source):
-        source = Source(source or "", graph.source_name)
-    fingerprint = hashlib.sha256(source.text.encode()).hexdigest()[:16]
-    files = emit.render(lower.lower(graph, source), fingerprint)
-    return build_files(files, Path(out_dir), emit_only=emit_only)
-
-
 def cache_key(files: emit.GeneratedFiles) -> str:
-    from .. import __version__
     import cffi
     h = hashlib.sha256()
-    for part in (files.c, files.h, " ".join(c_flags()), compiler(), native_target(), __version__,
+    for part in (files.c, files.h, *(text for _, text in files.headers), " ".join(c_flags()), compiler(), native_target(), __version__,
                  cffi.__version__, sys.implementation.cache_tag):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:12]
 
 
-def build_files(files: emit.GeneratedFiles, out_dir: Path, emit_only: bool = False):
+def build(files: emit.GeneratedFiles, out_dir: Path, emit_only: bool = False):
+    """Write `files` into out_dir/<model>/ and build them (unless emit_only, or built already);
+    returns the imported package (or its directory if emit_only)."""
+    out_dir = Path(out_dir)
     pkg = out_dir / sanitize(files.model)
     pkg.mkdir(parents=True, exist_ok=True)
     key = cache_key(files)
@@ -106,6 +98,8 @@ def build_files(files: emit.GeneratedFiles, out_dir: Path, emit_only: bool = Fal
     manifest = dict(files.manifest, extension=modname)
     _write(pkg / "model.c", files.c)
     _write(pkg / "model.h", files.h)
+    for name, text in files.headers:
+        _write(pkg / name, text)
     _write(pkg / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     _write(pkg / "__init__.py", INIT_PY.format(model=files.model))
     if emit_only:

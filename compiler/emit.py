@@ -1,10 +1,12 @@
-"""Program -> model.c, model.h and manifest.json, through the one Jinja environment.
+"""The `emit` stage: Program -> model.c, model.h and manifest.json, through the one Jinja
+environment, plus the hand-written GEMM core header model.c includes.
 
 Python has decided everything (sizes, offsets, names, expressions); the templates in
 templates/ only lay it out. The output is a function of the Program alone, so the same spec
 always yields the same bytes."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from .. import __version__
 from .kernel import PARALLEL_MIN
 from .lower import Program
 
@@ -27,22 +30,38 @@ ENV = jinja2.Environment(
 )
 
 
+ENV.filters["operands"] = lambda stmt, args: re.sub(r"@(\d+)", lambda m: args[int(m.group(1))], stmt)
+
+
+# Hand-written C that model.c includes, copied beside it as it is.
+HEADERS = ("gemm_core.h",)
+
+
 @dataclass(frozen=True)
 class GeneratedFiles:
+    """What the build writes into out_dir/<model>/: model.c, model.h, the manifest and the
+    headers model.c includes ((name, text) pairs)."""
+
     model: str
     symbol: str
     c: str
     h: str
     manifest: dict
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def manifest_json(self) -> str:
         return json.dumps(self.manifest, indent=1) + "\n"
 
 
+def fingerprint(text: str) -> str:
+    """The manifest's fingerprint of a spec's text: a checkpoint records which spec it came from."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
-    from .. import __version__
-    kernels = [ENV.get_template(fn.kernel.template).render(fn=fn).rstrip() for fn in program.kernels]
+    """The generated files of a Program; `fingerprint` (of the spec's text) goes in the manifest."""
+    kernels = [_kernel(fn) for fn in program.kernels]
     used = set()
     for e in program.entries:
         for s in e.steps:
@@ -55,7 +74,17 @@ def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
     c = _tidy(ENV.get_template("module.c.j2").render(**ctx))
     h = _tidy(ENV.get_template("module.h.j2").render(**ctx))
     manifest = dict(program.manifest, fingerprint=fingerprint)
-    return GeneratedFiles(program.model, program.symbol, c, h, manifest)
+    headers = tuple((name, (TEMPLATES / name).read_text()) for name in HEADERS)
+    return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers)
+
+
+def _kernel(fn) -> str:
+    """A kernel function, with `(void)name;` for the parameters its body does not use."""
+    t = ENV.get_template(fn.kernel.template)
+    body = t.render(fn=fn, unused=[]).split(f" {fn.name}(", 1)[1].split("\n{", 1)[1]
+    names = [re.search(r"(\w+)$", p.strip()).group(1) for p in fn.params.split(",")]
+    unused = [n for n in names if not re.search(rf"\b{n}\b", body)]
+    return t.render(fn=fn, unused=unused).rstrip()
 
 
 def _entry(e) -> str:

@@ -48,9 +48,11 @@ def step(node: Node, cur: Value, nvec: int, index: str) -> tuple[str, Value | No
     return expr.format(*operands), vec
 
 
-def fuse(nodes: list[Node], kernel_of, root_of, results: set[int]) -> tuple[list[Node], dict[int, Kernel]]:
+def fuse(nodes: list[Node], kernel_of, root_of, results: set[int]) \
+        -> tuple[list[Node], dict[int, Kernel], dict[int, Node]]:
     """Replace each fusable producer + chain in `nodes` (one entry point, in order) by one node
-    computing the chain's last value. Returns the new list and the fused nodes' kernels.
+    computing the chain's last value. Returns the new list, the fused nodes' kernels and
+    their producers (both keyed by id of the fused node).
     kernel_of(node) gives a node's own kernel; root_of(value) the value owning its memory;
     `results` holds the root ids of the entry point's results."""
     readers: dict[int, list[Node]] = {}
@@ -58,7 +60,7 @@ def fuse(nodes: list[Node], kernel_of, root_of, results: set[int]) -> tuple[list
         for v in n.inputs:
             readers.setdefault(root_of(v).id, []).append(n)
     position = {id(n): i for i, n in enumerate(nodes)}
-    out, absorbed, kernels = [], set(), {}
+    out, absorbed, kernels, producers = [], set(), {}, {}
     for i, n in enumerate(nodes):
         if id(n) in absorbed:
             continue
@@ -91,13 +93,14 @@ def fuse(nodes: list[Node], kernel_of, root_of, results: set[int]) -> tuple[list
         for c in chain:                   # the spec's nesting: relu(bias_add(conv2d(x, w), b))
             call = f"{c.op}({', '.join(call if v is v0 else v.name for v in c.inputs)})"
             v0 = c.out
-        vec_args = tuple(f"in{len(n.inputs) + j}" for j in range(len(vecs)))
+        vec_args = tuple(f"vec{j}" for j in range(len(vecs)))       # functions.arg_names
         p = record(**{**dict(own.p.items), "epilogue": tuple(stmts), "vec_args": vec_args})
         note = f"fused: {', '.join(c.op for c in chain)} applied to each finished block of the {n.op}"
         # a kernel that applies its epilogue inline rounds like the elementwise ops it absorbs
         kernels[id(fused)] = replace(own, p=p, call=call, note="\n".join(filter(None, [own.note, note])),
                                      exact=own.exact or index == "element")
+        producers[id(fused)] = n
         absorbed.update(id(c) for c in chain)
         out.append(fused)
-    return out, kernels
+    return out, kernels, producers
 

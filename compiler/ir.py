@@ -1,6 +1,6 @@
 """The typed graph: SSA values produced by op nodes, plus the model's inputs, params and consts.
 
-A Graph is what the shape checker produces and autodiff extends; `verify` re-checks it after
+A Graph is what the shape checker produces and autodiff extends; verify.py re-checks it after
 every pass and `dump` prints it for `cnnc check --dump`."""
 from __future__ import annotations
 
@@ -100,26 +100,6 @@ class Graph:
             for v in n.inputs:
                 users.setdefault(v.id, []).append(n)
         return users
-
-
-class VerifyError(Exception):
-    pass
-
-
-def verify(graph: Graph) -> None:
-    """Each value is defined before use and each node's type is what its op's shape rule says."""
-    from .ops import REGISTRY       # late import: ops depend on ir
-    defined = {v.id for v in graph.inputs + graph.params + graph.const_values}
-    for i, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            if v.id not in defined:
-                raise VerifyError(f"node {i} ({node.op}) uses {v!r} before it is defined\n"
-                                  + dump(graph, around=i))
-        expected = REGISTRY[node.op].shape([v.type for v in node.inputs], node.attrs)
-        if expected != node.out.type:
-            raise VerifyError(f"node {i} ({node.op}) has type {node.out.type}, its rule says "
-                              f"{expected}\n" + dump(graph, around=i))
-        defined.add(node.out.id)
 
 
 def _attr_str(v: Any) -> str:

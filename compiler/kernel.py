@@ -200,7 +200,7 @@ class Pointwise:
     """`stmt` runs once per point of `nest`; `init` (if any) first fills the output."""
 
     nest: Nest
-    stmt: str                         # C statement with {0}, {1}.. as operand reads/writes
+    stmt: str                         # C statement; @0 is the output, @1.. the inputs (C names at emit)
     init: str | None = None
     out_size: Lin = Lin()
     scale: str | None = None          # divide the output by this afterwards (reduce_mean)
@@ -229,7 +229,7 @@ def operand(k: int, nest_: Nest, names: tuple[str, ...]) -> str:
 
 def pointwise(nest_: Nest, template: str, **kw) -> Kernel:
     """A Pointwise kernel whose statement is `template` with {0} the output, {1}.. the inputs."""
-    names = ("out",) + tuple(f"in{k}" for k in range(len(nest_.idx) - 1))
+    names = tuple(f"@{k}" for k in range(len(nest_.idx)))     # emit's `operands`: the C names
     stmt = template.format(*(operand(k, nest_, names) for k in range(len(names))))
     return Kernel("pointwise.c.j2", Pointwise(nest_, stmt, **kw))
 

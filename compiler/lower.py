@@ -1,4 +1,5 @@
-"""Graph -> Program: kernels with every size resolved, a buffer plan, and four entry points.
+"""The `lower` stage: GradGraph -> Program: kernels with every size resolved, a buffer plan,
+and four entry points. Fusion (fuse.py) and the buffer plan (memory.py) are its sub-steps.
 
   forward     outputs, dropout off
   backward    the VJP of the outputs: given a gradient per f32 output, the gradient of every
@@ -12,42 +13,29 @@ of their operand's memory. A result is written straight into its destination (th
 output array, the grads slab) when it owns its memory, else copied there at the end."""
 from __future__ import annotations
 
-import copy
-import re
-from pathlib import PurePath
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import autodiff
+from .. import __version__
+from .autodiff import GradGraph
 from .bounds import index_bounds
-from .builder import Builder
 from .fuse import fuse
-from .ir import Graph, Node, Value, _attr_str
+from .functions import Functions, KernelFn, unique
+from .ir import Graph, Node, Value
 from .kernel import ALIAS, Kernel, Lin, c_float, ctype, numel, sanitize, threads_when
 from .memory import Interval, WorkspacePlan, plan, totals
 from .ops import REGISTRY
+from .optimizers import OPTIMIZERS
 from .types import C_TYPES, ITEMSIZE
 
 PARAM_ALIGN = 16            # floats: each param starts on a 64-byte boundary of its slab
-SLOTS = {"sgd": (), "momentum": ("momentum",), "adam": ("m", "v")}
-HYPER_DEFAULTS = {"adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-7}}
 ENTRY_SUFFIXES = ("forward", "backward", "train_step", "eval_step", "workspace_size", "params_size",
                   "set_threads")
 
 
 class LowerError(Exception):
     """A graph the code generator cannot handle (a cnnc bug or a missing kernel)."""
-
-
-@dataclass(frozen=True)
-class KernelFn:
-    """One generated C function (shared by every node whose kernel record is identical)."""
-
-    name: str
-    comment: str
-    params: str
-    kernel: Kernel
 
 
 @dataclass(frozen=True)
@@ -124,41 +112,17 @@ def shape_json(t) -> list:
     return [d if isinstance(d, int) else str(d) for d in t.shape]
 
 
-def add_gradients(g: Graph):
-    """Append the backward (output VJP) and train (loss gradient) nodes; returns their seeds/grads."""
-    b = Builder(g, phase="backward")
-    douts, seeds = {}, {}
-    for name, out in g.outputs.items():
-        if out.type.dtype != "f32":
-            continue
-        d = g.new_value(f"d{name}", out.type, "input")
-        douts[name] = d
-        seeds[out.id] = d if out.id not in seeds else b.op("add", seeds[out.id], d)
-    wrt = list(g.params) + [v for v in g.inputs if v.type.dtype == "f32"]
-    bwd = autodiff.grad(g, seeds, wrt, tag="backward") if seeds else {}
-    trn = None
-    if g.loss is not None:
-        t = Builder(g, phase="train")
-        one = t.scalar(1.0)
-        if g.loss.type.shape:
-            one = t.op("broadcast_to", one, shape=tuple(g.loss.type.shape))
-        trn = autodiff.grad(g, {g.loss.id: one}, list(g.params), tag="train")
-    return douts, bwd, trn
-
-
 # --------------------------------------------------------------------------- lowering
 
 
 class _Lowerer:
-    def __init__(self, g: Graph, source, fusion: bool = True):
+    def __init__(self, g: Graph, roles, source, fusion: bool = True):
         self.g, self.source, self.fusion = g, source, fusion
         self.kernels: dict[int, Kernel | str] = {}
         self.root: dict[int, Value] = {}
-        self.fns: list[KernelFn] = []
-        self.fn_of: dict[int, str] = {}
-        self.by_record: dict[tuple, str] = {}
         # kernel names must not take the module's own symbols (a binding named like the model)
-        self.names: set[str] = {f"{sanitize(g.model)}_{x}" for x in ENTRY_SUFFIXES}
+        self.functions = Functions(g, roles, source, {f"{sanitize(g.model)}_{x}" for x in ENTRY_SUFFIXES})
+        self.producer: dict[int, Node] = {}     # fused node -> the node its chain starts from
         self.salt: dict[int, int] = {}
         self.keep: list[Node] = []
         for v in g.inputs + g.params + g.const_values:
@@ -183,56 +147,8 @@ class _Lowerer:
     def rootof(self, v: Value) -> Value:
         return self.root.get(v.id, v)
 
-    # ---------------------------------------------------------------- kernel functions
-
     def fn_for(self, node: Node) -> str:
-        if id(node) in self.fn_of:
-            return self.fn_of[id(node)]
-        k = self.kernel(node)
-        types = (ctype(node.out.type),) + tuple(ctype(v.type) for v in node.inputs)
-        key = (k.template, k.p, k.scratch, k.rng, k.exact, types)   # all that shapes the C
-        if key in self.by_record:
-            self.fn_of[id(node)] = self.by_record[key]
-            return self.by_record[key]
-        name = self._fn_name(node)
-        params = [f"{types[0]}* restrict out"] + [f"const {t}* restrict in{i}" for i, t in enumerate(types[1:])]
-        if not k.scratch.is_zero:
-            params.append("uint8_t* restrict scratch")
-        if k.rng:
-            params += ["uint64_t key", "int training"]
-        params.append("int N")
-        self.fns.append(KernelFn(name, self._comment(node, k), ", ".join(params), k))
-        self.by_record[key] = self.fn_of[id(node)] = name
-        return name
-
-    def _fn_name(self, node: Node) -> str:
-        """<binding>_forward / <binding>_backward, with the op added when a binding has several."""
-        name = node.out.name
-        suffix = "_forward"
-        if node.phase != "forward" and name.startswith("d"):
-            name, suffix = _binding(_binding(name[1:], None), None), "_backward"
-        # a fused node is named for the value it produces, whose own op ends the name
-        op = node.out.node.op if node.out.node is not None else node.op
-        base = sanitize(_binding(name, op))
-        for cand in (base + suffix, f"{base}_{node.op}{suffix}"):
-            if cand not in self.names:
-                self.names.add(cand)
-                return cand
-        return _unique(f"{base}_{node.op}{suffix}", self.names)
-
-    def _comment(self, node: Node, k: Kernel) -> str:
-        where = PurePath(self.g.source_name).name       # not the path: same spec, same bytes
-        if self.source is not None and node.span.end > node.span.start:
-            where += f":{self.source.line_col(node.span.start)[0]}"
-        args = ", ".join(v.name for v in node.inputs)
-        attrs = " ".join(f"{a}={_attr_str(v)}" for a, v in node.attrs.items())
-        tag = "" if node.phase == "forward" else f"  [{node.phase}]"
-        shapes = "  ".join(f"in{i} {v.type}" for i, v in enumerate(node.inputs)) + f"  ->  out {node.out.type}"
-        call = k.call or f"{node.op}({args})"
-        lines = [f"{where}  {node.out.name} = {call} {attrs}".rstrip() + tag, shapes]
-        lines.extend(k.note.splitlines())
-        text = "\n   ".join(line.replace("*/", "* /") for line in lines)
-        return f"/* {text} */"
+        return self.functions.fn_for(node, self.kernel(node), self.producer.get(id(node), node))
 
     # ---------------------------------------------------------------- entry points
 
@@ -242,8 +158,9 @@ class _Lowerer:
         nodes_needed = {id(n) for n in closure([v for v, _, _ in results])}
         nodes = [n for n in self.g.nodes if id(n) in nodes_needed and self.kernel(n) != ALIAS]
         if self.fusion:
-            nodes, fused = fuse(nodes, self.kernel, self.rootof, {self.rootof(v).id for v, _, _ in results})
+            nodes, fused, producers = fuse(nodes, self.kernel, self.rootof, {self.rootof(v).id for v, _, _ in results})
             self.kernels.update(fused)
+            self.producer.update(producers)
             self.keep.extend(nodes)     # fused nodes are keyed by id(): keep them alive
         placed: dict[int, str] = {}
         for v, dest, dtype in results:
@@ -271,12 +188,13 @@ class _Lowerer:
             if rv.id in intervals:
                 intervals[rv.id].end = len(nodes)
         ws = plan(list(intervals.values()))
+        fns = [self.fn_for(node) for node in calls]
         locals_, loc = [], dict(ext)
-        taken = {p[1] for p in params}
+        taken = {p[1] for p in params} | self.functions.names     # a local must not hide a kernel
         for key, iv in intervals.items():
             if isinstance(key, tuple):
                 continue
-            lname = _unique("t_" + sanitize(iv.key.name), taken)
+            lname = unique("t_" + self.functions.local_name(iv.key), taken)
             locals_.append(Local(lname, C_TYPES[iv.key.type.dtype], _ws_expr(iv.offset)))
             loc[key] = lname
         loc.update(placed)
@@ -301,7 +219,7 @@ class _Lowerer:
                 rng = True
                 salt = self.salt.setdefault(id(node), len(self.salt) + 1)
                 args += [f"cnnc_mix(key + {salt}u)" if training else "0", "1" if training else "0"]
-            steps.append(Step("call", self.fn_for(node), tuple(args + ["N"])))
+            steps.append(Step("call", fns[i], tuple(args + ["N"])))
         for v, dest, dtype in copies:
             steps.append(Step("copy", dst=dest, src=where(v), count=numel(v.type), ctype=dtype,
                               src_ctype=ctype(v.type)))
@@ -309,23 +227,6 @@ class _Lowerer:
             steps.append(Step("zero", dst=dest, count=count, ctype=dtype))
         return Entry(name, symbol, [(t, n) for t, n, _ in params], [d for _, _, d in params],
                      locals_, steps, ws, rng and training, update)
-
-
-def _binding(name: str, op: str | None) -> str:
-    """The spec binding of a node name "<binding>.<op>" or "<binding>.<op>_2"."""
-    head, dot, tail = name.rpartition(".")
-    if dot and (op is None and re.fullmatch(r"[a-z0-9_]+", tail) or
-                op is not None and re.fullmatch(re.escape(op) + r"(_\d+)?", tail)):
-        return head
-    return name
-
-
-def _unique(name: str, taken: set) -> str:
-    out, i = name, 2
-    while out in taken:
-        out, i = f"{name}_{i}", i + 1
-    taken.add(out)
-    return out
 
 
 def _ws_expr(off: Lin) -> str:
@@ -337,21 +238,20 @@ def _ws_expr(off: Lin) -> str:
 # --------------------------------------------------------------------------- the program
 
 
-def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
-    """Lower a checked graph (not modified) to a Program. `source` (spec.source.Source) gives
-    kernel comments their line numbers; `fusion=False` keeps every op its own kernel."""
-    g = copy.deepcopy(graph)
+def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
+    """Lower a differentiated graph (not modified) to a Program. `source` (spec.source.Source)
+    gives kernel comments their line numbers; `fusion=False` keeps every op its own kernel."""
+    g, douts, bwd, trn = grads.graph, grads.douts, grads.backward, grads.train
     feature = _depends_on(list(g.outputs.values()), g)
     feature_ids = {v.id for v in feature}
-    douts, bwd, trn = add_gradients(g)
-    lw = _Lowerer(g, source, fusion)
+    lw = _Lowerer(g, grads.roles, source, fusion)
     sym = sanitize(g.model)
     taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key"}
 
     def input_params(values, const=True):
         out = []
         for v in values:
-            c = _unique("in_" + sanitize(v.name), taken)
+            c = unique("in_" + sanitize(v.name), taken)
             out.append((f"const {ctype(v.type)}*", c, ["input", v.name]))
         return out
 
@@ -360,7 +260,7 @@ def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
     entries = []
 
     # forward
-    outs = [(v, _unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
+    outs = [(v, unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
     params = [("const float*", "params", ["params"]), ("uint8_t*", "ws", ["ws"])]
     params += [in_params[v.id] for v in feature]
     params += [(f"{ctype(v.type)}*", c, ["output", n]) for v, c, n in outs]
@@ -370,8 +270,8 @@ def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
 
     # backward
     f32_inputs = [v for v in g.inputs if v.type.dtype == "f32"]
-    dparams = {n: _unique("d_" + sanitize(n), taken) for n in douts}
-    dx = {v.id: _unique("dx_" + sanitize(v.name), taken) for v in f32_inputs}
+    dparams = {n: unique("d_" + sanitize(n), taken) for n in douts}
+    dx = {v.id: unique("dx_" + sanitize(v.name), taken) for v in f32_inputs}
     params = [("const float*", "params", ["params"]), ("float*", "grads", ["grads"]), ("uint8_t*", "ws", ["ws"])]
     params += [in_params[v.id] for v in feature]
     params += [("const float*", dparams[n], ["dout", n]) for n in douts]
@@ -384,7 +284,7 @@ def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
     entries.append(lw.entry("backward", f"{sym}_backward", params, ext, results, zero, training=False))
 
     opt = g.optimizer
-    slots = SLOTS[opt.kind] if opt is not None else ()
+    slots = OPTIMIZERS[opt.kind].slots if opt is not None else ()
     if g.loss is not None:
         scalars = [g.loss] + list(g.metrics.values())
         bad = [v for v in scalars if v.type.shape]
@@ -402,10 +302,10 @@ def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
                        ("uint64_t", "counter", ["counter"]), ("int", "N", ["N"])]
             zero = []
             _route([(p, f"grads + {lw.param_off[p.id]}") for p in g.params], trn, res, zero)
-            hyper = dict(HYPER_DEFAULTS.get(opt.kind, {}), **dict(opt.hyper))
+            hyper = dict(OPTIMIZERS[opt.kind].defaults, **dict(opt.hyper))
             # threads split the slab once it is big enough to pay for them (flowers: 5.5M)
             update = dict(kind=opt.kind, size=lw.params_size, threads=threads_when(Lin(0, lw.params_size)),
-                          hyper={k: c_float(v) for k, v in hyper.items() if k != "lr"})
+                          **OPTIMIZERS[opt.kind].c_update({k: c_float(v) for k, v in hyper.items()}))
             entries.append(lw.entry("train_step", f"{sym}_train_step", params, ext_inputs, res, zero,
                                     training=True, update=update))
 
@@ -426,7 +326,7 @@ def lower(graph: Graph, source=None, fusion: bool = True) -> Program:
     }
     memory["total_bytes"] = {str(n): v for n, v in totals(memory, (1, 32, 256)).items()}
     manifest = _manifest(g, lw, feature_ids, entries, slots, memory)
-    return Program(g.model, sym, g.source_name, lw.fns, consts, entries, lw.params_size,
+    return Program(g.model, sym, g.source_name, lw.functions.fns, consts, entries, lw.params_size,
                    lw.params_size * len(slots), manifest, memory)
 
 
@@ -440,7 +340,6 @@ def _route(targets, grads: dict, results: list, zero: list) -> None:
 
 
 def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> dict:
-    from .. import __version__
     opt = g.optimizer
     return {
         "model": g.model,

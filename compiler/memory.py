@@ -79,30 +79,8 @@ def plan(intervals: list[Interval]) -> WorkspacePlan:
     return WorkspacePlan(f_top, b_top)
 
 
-def plan_summary(graph, batch_sizes=(1, 32)) -> dict[str, str]:
-    """Memory of a compiled model, flat and readable, for `cnnc check`'s summary:
-    {"params": "1.2 KiB", ..., "workspace": "448 B + 1.8 KiB*N", "total at N=32": "..."}."""
-    from .lower import lower
-    mem = lower(graph).memory
-    ws = mem["workspace"]
-    out = {"params": _human(mem["params_bytes"]), "grads": _human(mem["grads_bytes"]),
-           "optimizer state": _human(mem["optimizer_bytes"]),
-           "workspace": f"{_human(ws['fixed_bytes'])} + {_human(ws['per_example_bytes'])}*N"}
-    for n, total in totals(mem, batch_sizes).items():
-        out[f"total at N={n}"] = _human(total)
-    return out
-
-
 def totals(memory: dict, batch_sizes=(1, 32)) -> dict[int, int]:
     """Bytes a model needs (slabs + workspace) at each batch size, from a manifest's memory dict."""
     slabs = memory["params_bytes"] + memory["grads_bytes"] + memory["optimizer_bytes"]
     ws = memory["workspace"]
     return {n: slabs + ws["fixed_bytes"] + ws["per_example_bytes"] * n for n in batch_sizes}
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"

@@ -1,9 +1,11 @@
-"""The model summary `cnnc check` prints: one row per binding, with params and MACs."""
+"""The model summary `cnnc check` prints: one row per binding, with params and MACs, and the
+memory a compiled model needs (from the lowered Program's memory dict)."""
 from __future__ import annotations
 
 import math
 
 from .ir import Graph
+from .memory import totals
 from .ops import REGISTRY
 from .types import concrete_shape
 
@@ -77,3 +79,23 @@ def _bytes(n: int) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
         n /= 1024
     return str(n)
+
+
+def memory_table(memory: dict, batch_sizes=(1, 32)) -> dict[str, str]:
+    """A Program's memory, flat and readable: {"params": "1.2 KiB", ...,
+    "workspace": "448 B + 1.8 KiB*N", "total at N=32": "..."}."""
+    ws = memory["workspace"]
+    out = {"params": _human(memory["params_bytes"]), "grads": _human(memory["grads_bytes"]),
+           "optimizer state": _human(memory["optimizer_bytes"]),
+           "workspace": f"{_human(ws['fixed_bytes'])} + {_human(ws['per_example_bytes'])}*N"}
+    for n, total in totals(memory, batch_sizes).items():
+        out[f"total at N={n}"] = _human(total)
+    return out
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

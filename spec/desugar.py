@@ -1,7 +1,7 @@
 """Syntax-only sugar -> core forms: a `stack` becomes one binding per step (AST -> AST).
 
 Layer calls (conv, dense, ...) need their input's shape, so they are expanded later, by the
-shape checker (compiler/layers.py)."""
+checker (compiler/check/sugar.py)."""
 from __future__ import annotations
 
 from dataclasses import replace

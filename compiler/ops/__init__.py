@@ -27,7 +27,8 @@ class OpError(Exception):
 class Arg:
     """One argument of an op as a spec writes it.
 
-    kind: "tensor" (an operand) or a static kind: int, ints, float, str, bool, dtype, axes."""
+    kind: "tensor" (an operand) or a static kind of the table in compiler/check/kinds.py
+    (int, ints, float, str, bool, dtype, axes, shape)."""
 
     name: str
     kind: str = "tensor"

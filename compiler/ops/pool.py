@@ -40,7 +40,8 @@ def pool_kernel(mode):
                    threads=threads_when(Lin.of(image.shape[0]) * (pooled.shape[1] * pooled.shape[2] * c * kh * kw),
                                         POOL_PARALLEL_MIN),
                    epilogue=(), vec_args=(), **fusable)
-        return Kernel("pool.c.j2", p, f"pads: top {t}, left {l}, bottom {bt}, right {r}")
+        template = "pool_grad.c.j2" if mode.endswith("_grad") else "pool.c.j2"
+        return Kernel(template, p, f"pads: top {t}, left {l}, bottom {bt}, right {r}")
     return rule
 
 

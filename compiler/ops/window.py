@@ -23,3 +23,10 @@ def transpose_sizes(size: int, k: int, stride: int, padding: str) -> range:
     SAME: ceil(o / s) == size, so (size-1)*s < o <= size*s; VALID shifts that by k - 1."""
     shift = 0 if padding == "SAME" else k - 1
     return range(max(1, (size - 1) * stride + 1 + shift), size * stride + shift + 1)
+
+
+def transpose_size(size: int, k: int, stride: int, padding: str) -> int:
+    """The output length the conv_transpose layer picks: SAME the largest (size * stride),
+    VALID the smallest ((size - 1) * stride + k)."""
+    sizes = transpose_sizes(size, k, stride, padding)
+    return sizes[-1] if padding == "SAME" else sizes[0]

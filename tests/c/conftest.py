@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from cnnc import pipeline
 from cnnc.compiler import build
 from cnnc.compiler.builder import Builder
 from cnnc.compiler.ir import Graph, Init, Optimizer
@@ -40,7 +41,7 @@ def out_root(tmp_path_factory) -> Path:
 def build_once(key: str, graph: Graph, out_root: Path, source: str = ""):
     """Build `graph` (once per session per key) and return its package module."""
     if key not in _BUILT:
-        _BUILT[key] = build.build(graph, source, out_root / key)
+        _BUILT[key] = pipeline.generate(graph, source, out_root / key)
     return _BUILT[key]
 
 

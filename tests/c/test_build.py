@@ -3,13 +3,15 @@ deterministic output, compiler errors reported as CnncBuildError, and the spec p
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cnnc.compiler import build, emit, lower, memory
+from cnnc import pipeline
+from cnnc.compiler import build, emit
 from cnnc.compiler.build import CnncBuildError
 from cnnc.errors import CnncError
 
@@ -114,41 +116,41 @@ def test_unchanged_spec_is_not_rebuilt(mod, out_root, monkeypatch):
     def fail(*a, **k):
         raise AssertionError("the C compiler was invoked for an unchanged spec")
     monkeypatch.setattr(build, "compile_extension", fail)
-    again = build.build(small_cnn("small"), "", out_root / "small_sgd")
+    again = pipeline.generate(small_cnn("small"), "", out_root / "small_sgd")
     assert again.Model().name == "small"
 
 
 def test_output_is_deterministic_and_graph_untouched():
     g = small_cnn("small", dropout=0.3)
     before = (len(g.nodes), len(g.const_values), g._next_id)
-    a = emit.render(lower.lower(g), "fp")
-    b = emit.render(lower.lower(copy.deepcopy(g)), "fp")
+    a = emit.render(pipeline.lowered(g), "fp")
+    b = emit.render(pipeline.lowered(copy.deepcopy(g)), "fp")
     assert a.c == b.c and a.h == b.h and a.manifest_json == b.manifest_json
     assert (len(g.nodes), len(g.const_values), g._next_id) == before
-    assert "static void conv_h_forward(" in a.c and "_backward(" in a.c
+    assert "static void h_conv2d_forward(" in a.c and "static void dh_input(" in a.c
     assert not [line for line in emit.cdef(a.h).splitlines() if line.startswith("#")]
 
 
 def test_compiler_errors_become_cnnc_build_errors(tmp_path):
-    files = emit.render(lower.lower(small_cnn("broken")), "fp")
-    broken = emit.GeneratedFiles(files.model, files.symbol, files.c + "\nthis is not C;\n", files.h, files.manifest)
+    files = emit.render(pipeline.lowered(small_cnn("broken")), "fp")
+    broken = dataclasses.replace(files, c=files.c + "\nthis is not C;\n")
     with pytest.raises(CnncBuildError) as e:
-        build.build_files(broken, tmp_path)
+        build.build(broken, tmp_path)
     assert isinstance(e.value, CnncError)
     assert "error" in e.value.output and "internal error" in str(e.value)
 
 
 def test_memory_plan_reuses_buffers():
     g = small_cnn("small")
-    summary = memory.plan_summary(g, batch_sizes=(1, 32))
+    summary = pipeline.memory_summary(g, batch_sizes=(1, 32))
     assert set(summary) == {"params", "grads", "optimizer state", "workspace", "total at N=1", "total at N=32"}
     assert summary["workspace"].endswith("*N")
-    mem = lower.lower(g).memory
-    assert mem["params_bytes"] == 4 * lower.lower(g).params_size
+    mem = pipeline.lowered(g).memory
+    assert mem["params_bytes"] == 4 * pipeline.lowered(g).params_size
     assert mem["total_bytes"]["32"] > mem["total_bytes"]["1"]
     # the training step keeps conv, relu, pool and the logits (36*4 + ... floats per example);
     # without reuse it would need every intermediate at once
-    program = lower.lower(g)
+    program = pipeline.lowered(g)
     train = next(e for e in program.entries if e.name == "train_step")
     naive = sum(4 * 6 * 6 * 4 for _ in range(6))
     assert train.workspace.per_example < naive
@@ -178,7 +180,7 @@ def test_spec_pipeline_builds_a_package_with_spec_lines(tmp_path):
     module = cnnc.compile(SPEC, out_dir=tmp_path, filename="specnet.cnn")
     c = (tmp_path / "specnet" / "model.c").read_text()
     assert "/* specnet.cnn:9  layer-1/conv = conv2d(" in c
-    assert "static void layer_1_conv_forward(" in c
+    assert "static void conv_forward(" in c
     m = module.Model(seed=0)
     x = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
     assert m.forward(x=x)["logits"].shape == (2, 3)
@@ -203,7 +205,7 @@ def test_specs_differing_only_in_runtime_values_get_their_own_manifest(tmp_path)
 
 def test_cache_key_covers_the_cpu_target(monkeypatch):
     """A build for one CPU is not loaded on another: -march=native's resolution is in the key."""
-    files = emit.render(lower.lower(small_cnn("small")), "fp")
+    files = emit.render(pipeline.lowered(small_cnn("small")), "fp")
     here = build.cache_key(files)
     assert "-march=" in build.native_target()
     monkeypatch.setitem(build._TARGET, build.compiler(), "  -march=  some-older-cpu\n")

@@ -1,5 +1,5 @@
 """Autodiff without a C compiler: for each differentiable op, the gradient graph is well typed
-(ir.verify) and, run by the float64 NumPy interpreter (interp.py), matches central finite
+(verify.verify) and, run by the float64 NumPy interpreter (interp.py), matches central finite
 differences; then the same end to end for every example model, along a random direction.
 
 Tolerances: float64 central differences with eps=1e-6 have truncation error ~eps^2 and
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cnnc import pipeline
-from cnnc.compiler import autodiff, ir
+from cnnc.compiler import autodiff, verify
 from tests.reference.finite_diff import numeric_vjp
 
 from .interp import Interpreter, concrete
@@ -31,7 +31,7 @@ def build(text: str, output: str = "y"):
     g.inputs.append(dout)
     wrt = [v for v in g.params + g.inputs if v.type.dtype == "f32" and v is not dout]
     grads = autodiff.grad(g, {y.id: dout}, wrt, "backward")
-    ir.verify(g)
+    verify.verify(g)
     return g, y, dout, wrt, grads
 
 

@@ -50,5 +50,92 @@ def test_no_stage_reaches_back(layer):
 
 
 def test_the_checker_sees_relative_imports():
-    src = ROOT / "compiler" / "shapes.py"
-    assert "spec" in imported_packages(src, "cnnc.compiler")
+    src = ROOT / "compiler" / "check" / "checker.py"
+    assert "spec" in imported_packages(src, "cnnc.compiler.check")
+
+
+# --------------------------------------------------------------------------- inside compiler/
+
+# Each module of compiler/ (a package counts as one module) at its stage; a module may import
+# only modules at its own stage or an earlier one, at the top of the file or inside a function.
+# kernel.py sits with ops: the op files define the kernel rules, on kernel.py's records.
+# functions.py (kernel names), fuse.py, memory.py, summary.py and bounds.py (the index ranges
+# the manifest lists) are parts of lowering
+# (summary renders the lowered Program's memory); verify.py re-checks autodiff's graph.
+# check/ (the checker) may import types, ir, ops and builder, and the optimizer and
+# initializer tables it validates against.
+STAGES = [
+    {"types"},
+    {"ir"},
+    {"ops", "kernel"},
+    {"builder"},
+    {"check", "initializers", "optimizers"},
+    {"autodiff", "verify"},
+    {"lower", "functions", "fuse", "memory", "summary", "bounds"},
+    {"emit"},
+    {"build"},
+]
+STAGE_OF = {name: i for i, names in enumerate(STAGES) for name in names}
+
+
+def compiler_modules() -> dict[str, set[str]]:
+    """Each compiler module (by its first name under compiler/) -> the compiler modules it
+    imports anywhere in its files, late imports included."""
+    out: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "compiler").rglob("*.py")):
+        rel = path.relative_to(ROOT / "compiler").with_suffix("")
+        if rel.parts == ("__init__",):
+            continue
+        name = rel.parts[0]
+        package = ".".join(["cnnc", "compiler"] + list(rel.parts[:-1]))
+        deps = out.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                parts = package.split(".")
+                base = parts[:len(parts) - node.level + 1] + (node.module.split(".") if node.module else [])
+                targets = [base] if node.module else [base + [a.name] for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                targets = [(node.module or "").split(".")]
+            elif isinstance(node, ast.Import):
+                targets = [a.name.split(".") for a in node.names]
+            else:
+                continue
+            for t in targets:
+                if t[:1] == ["cnnc"]:
+                    t = t[1:]
+                if len(t) > 1 and t[0] == "compiler" and t[1] != name:
+                    deps.add(t[1])
+    return out
+
+
+def test_every_compiler_module_has_a_stage():
+    missing = sorted(set(compiler_modules()) - set(STAGE_OF))
+    assert not missing, f"place these in STAGES: {missing}"
+
+
+def test_compiler_imports_follow_the_stage_order():
+    bad = [f"{m} (stage {STAGE_OF[m]}) imports {d} (stage {STAGE_OF[d]})"
+           for m, deps in compiler_modules().items() for d in sorted(deps)
+           if m in STAGE_OF and d in STAGE_OF and STAGE_OF[d] > STAGE_OF[m]]
+    assert not bad, "imports against the stage order: " + "; ".join(bad)
+
+
+def test_no_import_circle_in_compiler():
+    deps = compiler_modules()
+    circles = []
+    for start in sorted(deps):
+        stack = [(start, [start])]
+        while stack:
+            m, path = stack.pop()
+            for d in sorted(deps.get(m, ())):
+                if d == start:
+                    circles.append(" -> ".join(path + [d]))
+                elif d not in path and d > start:
+                    stack.append((d, path + [d]))
+    assert not circles, f"import circles: {circles}"
+
+
+def test_the_order_check_sees_late_and_package_imports():
+    deps = compiler_modules()
+    assert "kernel" in deps["ops"] and "ops" in deps["builder"]
+    assert "emit" in deps["build"] and "autodiff" in deps["lower"]

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cnnc import pipeline
-from cnnc.compiler import lower
 from cnnc.compiler.kernel import PARALLEL_MIN, Lin, threads_when
 
 INT_MAX = 2**31 - 1
@@ -48,7 +47,7 @@ output y
 
 def test_a_layer_past_int_range_still_gets_threads():
     """128M multiply-adds per example: N * macs passes INT_MAX at N = 17, and threads must stay on."""
-    prog = lower.lower(pipeline.check(FLOWERS_CONV2))
+    prog = pipeline.lowered(pipeline.check(FLOWERS_CONV2))
     conds = {fn.name: fn.kernel.p.threads for fn in prog.kernels if hasattr(fn.kernel.p, "threads")}
     assert conds, "no conv kernel carries a thread condition"
     macs = 50 * 50 * 64 * 5 * 5 * 32

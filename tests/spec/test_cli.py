@@ -80,11 +80,11 @@ def test_warnings_only_exit_0(run_cnnc):
 
 
 def test_internal_error_is_reported_as_a_bug(run_cnnc, monkeypatch):
-    from cnnc.compiler import shapes
+    from cnnc.compiler import check as checker
 
     def boom(module, source):
         raise RuntimeError("checker exploded")
-    monkeypatch.setattr(shapes, "check", boom)
+    monkeypatch.setattr(checker, "check", boom)
     out = run_cnnc("check", str(EXAMPLES / "mnist.cnn"))
     assert out.code == 70
     assert "internal error: RuntimeError: checker exploded" in out.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from cnnc import pipeline
 from cnnc.compiler.initializers import INITIALIZERS
-from cnnc.compiler.layers import LAYERS
+from cnnc.compiler.check.layers import LAYERS
 from cnnc.compiler.ops import REGISTRY, public_ops
 from cnnc.compiler.optimizers import OPTIMIZERS
 from cnnc.spec.diagnostics import render_all
@@ -52,7 +52,7 @@ def test_every_layer_initializer_and_optimizer_is_documented():
 
 
 def test_documented_signatures_match_the_registry():
-    from cnnc.compiler.shapes import signature
+    from cnnc.compiler.check.messages import signature
     for op in public_ops():
         sig = signature(REGISTRY[op]).replace("False", "false")
         args = sig[len(op) + 1:-1].split(", ")

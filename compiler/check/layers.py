@@ -1,0 +1,197 @@
+"""The layer table: conv, conv_transpose, dense, flatten, embedding as pure builders.
+
+A builder takes its input's type, its bound arguments (`input` is the name the checker bound
+the input to; initializers are calls in AST form) and the call's span, and returns the params
+it declares, as (name, dims, initializer call), and the core expression it computes from
+them. It raises OpError for an input it cannot take; it never touches the checker, which owns
+naming, scopes, `name=`, L2 penalties and the record `cnnc check --desugar` prints."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from ...spec import ast
+from ...spec.diagnostics import did_you_mean
+from ...spec.source import Span
+from ..ops import REQUIRED, Arg, OpError
+from ..ops.common import fmt, padding
+from ..ops.window import transpose_size
+from ..types import TensorType
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax")
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    args: tuple[Arg, ...]       # `input` first, then the layer's own (Keras names)
+    build: Callable             # (input type, args, span) -> (params, core expr)
+    doc: str
+
+
+@dataclass(frozen=True)
+class InitCall:
+    """A default initializer, as the call a spec would write."""
+    name: str
+    args: tuple[tuple[str, float], ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.args)})"
+
+    def call(self, span: Span) -> ast.Call:
+        return call(self.name, span, **{k: number(v, span) for k, v in self.args})
+
+
+# ---------------------------------------------------------------- core AST
+
+def number(v, span) -> ast.Expr:
+    return ast.Number(v, repr(v), span) if v >= 0 else ast.Neg(ast.Number(-v, repr(-v), span), span)
+
+
+def call(name, span, *args, **kwargs) -> ast.Call:
+    kws = tuple(ast.Keyword(ast.Ident(k, span), v, span) for k, v in kwargs.items())
+    return ast.Call(ast.Ident(name, span), tuple(args), kws, span)
+
+
+def ints(vals, span) -> ast.ListExpr:
+    return ast.ListExpr(tuple(number(v, span) for v in vals), span)
+
+
+def f32(dims, span) -> ast.TypeExpr:
+    return ast.TypeExpr(ast.Ident("f32", span), tuple(number(d, span) for d in dims), span)
+
+
+# ---------------------------------------------------------------- argument converters
+
+def _positive(name):
+    def convert(v):
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise OpError(f"`{name}` must be a positive integer, got {fmt(v)}", arg=name, code="attr")
+        return v
+    return convert
+
+
+def _pair(name):
+    def convert(v):
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return (v, v)
+        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v):
+            return v
+        raise OpError(f"`{name}` must be a positive int or [h, w], got {fmt(v)}", arg=name, code="attr")
+    return convert
+
+
+def _activation(v):
+    if v not in ACTIVATIONS + ("linear", None):
+        hint = did_you_mean(str(v), ACTIVATIONS)
+        raise OpError(f"unknown activation `{v}`", arg="activation", code="activation",
+                      help=f"did you mean `{hint}`?" if hint else f"use one of {', '.join(ACTIVATIONS)}")
+    return v
+
+
+def _l2(v):
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+        raise OpError(f"`l2` must be a non-negative number, got {fmt(v)}", arg="l2", code="attr")
+    return v
+
+
+def _name(v):
+    if not isinstance(v, str) or not v or "/" in v:
+        raise OpError("`name` must be a non-empty string without `/`", arg="name", code="attr")
+    return v
+
+
+INPUT = Arg("input", aliases=("inputs",))
+L2 = Arg("l2", "float", 0.0, convert=_l2)
+NAME = Arg("name", "str", None, convert=_name)
+COMMON = (Arg("activation", "str", None, convert=_activation), Arg("use_bias", "bool", True),
+          Arg("kernel_initializer", "initializer", InitCall("glorot_uniform"), aliases=("init",)),
+          Arg("bias_initializer", "initializer", InitCall("zeros"), aliases=("bias_init",)), L2, NAME)
+WINDOW = (Arg("kernel_size", "ints", convert=_pair("kernel_size"), aliases=("kernel",)),
+          Arg("strides", "ints", (1, 1), convert=_pair("strides")),
+          Arg("padding", "str", "SAME", convert=padding))
+
+
+# ---------------------------------------------------------------- builders
+
+def _activate(expr, act, span):
+    return expr if act in (None, "linear") else call(act, span, expr)
+
+
+def _with_bias(args, expr, units, span, params):
+    if args["use_bias"]:
+        params.append(("bias", [units], args["bias_initializer"]))
+        expr = call("bias_add", span, expr, ast.Name("bias", span))
+    return expr
+
+
+def _need_rank(x: TensorType, rank, layer, layout):
+    if x.rank != rank:
+        raise OpError(f"`{layer}` expects a {rank}-D input {layout}, got {x}", code="layer-rank")
+
+
+def build_conv(x: TensorType, args, span):
+    (kh, kw), (sh, sw) = args["kernel_size"], args["strides"]
+    _need_rank(x, 4, "conv", "[batch, height, width, channels]")
+    params = [("weight", [kh, kw, x.shape[3], args["filters"]], args["kernel_initializer"])]
+    expr = call("conv2d", span, ast.Name(args["input"], span), ast.Name("weight", span),
+                strides=ints([1, sh, sw, 1], span), padding=ast.String(args["padding"], span))
+    return params, _activate(_with_bias(args, expr, args["filters"], span, params), args["activation"], span)
+
+
+def build_conv_transpose(x: TensorType, args, span):
+    (kh, kw), (sh, sw), pad = args["kernel_size"], args["strides"], args["padding"]
+    _need_rank(x, 4, "conv_transpose", "[batch, height, width, channels]")
+    h, w, c = x.shape[1:]
+    oh, ow = transpose_size(h, kh, sh, pad), transpose_size(w, kw, sw, pad)
+    params = [("weight", [kh, kw, args["filters"], c], args["kernel_initializer"])]
+    expr = call("conv2d_transpose", span, ast.Name(args["input"], span), ast.Name("weight", span),
+                output_shape=ints([-1, oh, ow, args["filters"]], span),
+                strides=ints([1, sh, sw, 1], span), padding=ast.String(pad, span))
+    return params, _activate(_with_bias(args, expr, args["filters"], span, params), args["activation"], span)
+
+
+def build_dense(x: TensorType, args, span):
+    if x.rank != 2:
+        flat = math.prod(d for d in x.shape[1:] if isinstance(d, int))
+        raise OpError(f"`dense` expects [batch, features], but its input is {x}", code="dense-rank",
+                      help=f"flatten it first: flatten(...) gives f32[{x.shape[0]}, {flat}]")
+    params = [("weight", [x.shape[1], args["units"]], args["kernel_initializer"])]
+    expr = call("matmul", span, ast.Name(args["input"], span), ast.Name("weight", span))
+    return params, _activate(_with_bias(args, expr, args["units"], span, params), args["activation"], span)
+
+
+def build_flatten(x: TensorType, args, span):
+    per = math.prod(d for d in x.shape[1:] if isinstance(d, int))
+    return [], call("reshape", span, ast.Name(args["input"], span), ints([-1, per], span))
+
+
+def build_embedding(x: TensorType, args, span):
+    params = [("embeddings", [args["input_dim"], args["output_dim"]], args["embeddings_initializer"])]
+    return params, call("embedding_lookup", span, ast.Name("embeddings", span), ast.Name(args["input"], span))
+
+
+LAYERS: dict[str, Layer] = {}
+
+
+def register(layer: Layer) -> Layer:
+    assert layer.name not in LAYERS, f"layer {layer.name} registered twice"
+    LAYERS[layer.name] = layer
+    return layer
+
+
+register(Layer("conv", (INPUT, Arg("filters", "int", convert=_positive("filters"))) + WINDOW + COMMON, build_conv,
+               "conv2d + bias + activation; creates weight [kh, kw, in, filters], bias"))
+register(Layer("conv_transpose", (INPUT, Arg("filters", "int", convert=_positive("filters"))) + WINDOW + COMMON,
+               build_conv_transpose,
+               "conv2d_transpose upsampling by `strides`; creates weight [kh, kw, filters, in], bias"))
+register(Layer("dense", (INPUT, Arg("units", "int", convert=_positive("units"))) + COMMON, build_dense,
+               "matmul + bias + activation; creates weight [in, units], bias"))
+register(Layer("flatten", (INPUT,), build_flatten, "reshape to [batch, features]"))
+register(Layer("embedding", (INPUT, Arg("input_dim", "int", convert=_positive("input_dim"), aliases=("vocab",)),
+                             Arg("output_dim", "int", convert=_positive("output_dim"), aliases=("dim",)),
+                             Arg("embeddings_initializer", "initializer",
+                                 InitCall("random_uniform", (("minval", -0.05), ("maxval", 0.05))),
+                                 aliases=("init",)), L2, NAME),
+               build_embedding, "embedding_lookup in a table [input_dim, output_dim]"))
