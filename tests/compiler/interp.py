@@ -123,6 +123,14 @@ class Interpreter:
             return d[..., None] * (ref.softmax(logits, axis=-1) - labels)
         if op == "sparse_softmax_xent_grad":
             return ref.sparse_softmax_cross_entropy_with_logits_vjp(a[0], a[1], a[2])
+        if op == "depthwise_conv2d":
+            return ref.depthwise_conv2d(a[0], a[1], at["strides"], at["padding"], at["dilations"])
+        if op == "depthwise_conv2d_backprop_input":
+            shape = concrete(node.out.type.shape, n)
+            return ref.depthwise_conv2d_backprop_input(shape, a[0], a[1], at["strides"], at["padding"], at["dilations"])
+        if op == "depthwise_conv2d_backprop_filter":
+            return ref.depthwise_conv2d_backprop_filter(a[0], at["filter_shape"], a[1], at["strides"], at["padding"],
+                                                        at["dilations"])
         raise NotImplementedError(f"interp: no rule for op {op}")
 
     def mask(self, node, shape, rate):

@@ -132,6 +132,12 @@ CASES = {
                             "output y = sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)", {}),
     "one_hot_times": ("input ids: i32[N]\ninput x: f32[N, 3]\noutput y = one_hot(ids, 3) * x", {}),
     "fan_out": ("input x: f32[N, 3]\noutput y = relu(x) * x + sigmoid(x)", {}),
+    "depthwise_conv2d_same_s2": ("input x: f32[N, 5, 6, 2]\nparam w: f32[3, 2, 2, 3] = zeros()\n"
+                                 "output y = depthwise_conv2d(x, w, strides=2, padding=\"SAME\")", {}),
+    "depthwise_conv2d_valid_dilated": ("input x: f32[N, 6, 7, 3]\nparam w: f32[2, 3, 3, 1] = zeros()\n"
+                                       "output y = depthwise_conv2d(x, w, [1, 1, 1, 1], \"VALID\", dilations=[2, 2])", {}),
+    "depthwise_conv2d_same_dilated": ("input x: f32[N, 5, 5, 2]\nparam w: f32[3, 2, 2, 2] = zeros()\n"
+                                      "output y = depthwise_conv2d(x, w, 1, \"SAME\", dilations=[1, 2, 3, 1])", {}),
 }
 
 

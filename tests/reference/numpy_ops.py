@@ -682,3 +682,81 @@ def sparse_softmax_cross_entropy_with_logits_vjp(labels, logits, dout):
     logits = _f64(logits)
     labels = _check_class_ids(labels, logits.shape[-1])
     return _f64(dout)[..., None] * (softmax(logits, axis=-1) - one_hot(labels, logits.shape[-1]))
+
+
+# --------------------------------------------------------------------------- depthwise convolution
+
+
+def _depthwise_geometry(in_shape, fh, fw, strides, padding, dilations):
+    """(sh, sw), (dh, dw), (top, bottom, left, right), (oh, ow) of tf.nn.depthwise_conv2d: a
+    window of k taps dilated by d spans (k - 1) * d + 1 cells, and TF pads for that span
+    (dilations > 1 require strides of 1)."""
+    (sh, sw), (dh, dw) = _pair(strides), _pair(dilations, "dilations")
+    if (dh > 1 or dw > 1) and (sh > 1 or sw > 1):
+        raise ValueError("depthwise_conv2d: dilations > 1 require strides of 1")
+    _, h, w, _ = in_shape
+    eh, ew = (fh - 1) * dh + 1, (fw - 1) * dw + 1
+    top, bottom = pads(h, eh, sh, padding)
+    left, right = pads(w, ew, sw, padding)
+    return (sh, sw), (dh, dw), (top, bottom, left, right), (out_size(h, eh, sh, padding), out_size(w, ew, sw, padding))
+
+
+def _tap(a, b, s, d, o):
+    """The cells of the padded input that tap (a, b) reads for every output pixel: rows
+    a*dh + i*sh for i < oh (likewise columns)."""
+    (sh, sw), (dh, dw), (oh, ow) = s, d, o
+    return (slice(None), slice(a * dh, a * dh + (oh - 1) * sh + 1, sh), slice(b * dw, b * dw + (ow - 1) * sw + 1, sw))
+
+
+def depthwise_conv2d(x, f, strides, padding, dilations=1):
+    """tf.nn.depthwise_conv2d: out[n, i, j, c*M + m] =
+    sum_{a,b} xpad[n, i*sh + a*dh, j*sw + b*dw, c] * f[a, b, c, m]."""
+    x, f = _f64(x), _f64(f)
+    fh, fw, cin, mult = f.shape
+    if x.shape[3] != cin:
+        raise ValueError(f"depthwise_conv2d: input has {x.shape[3]} channels, filter expects {cin}")
+    s, d, (t, b, l, r), o = _depthwise_geometry(x.shape, fh, fw, strides, padding, dilations)
+    xp = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    out = np.zeros((x.shape[0],) + o + (cin, mult))
+    for a in range(fh):
+        for bb in range(fw):
+            out += xp[_tap(a, bb, s, d, o)][..., None] * f[a, bb]
+    return out.reshape(x.shape[0], o[0], o[1], cin * mult)
+
+
+def depthwise_conv2d_backprop_input(input_shape, f, dout, strides, padding, dilations=1):
+    """tf.nn.depthwise_conv2d_backprop_input: each tap's share of dout, summed over the
+    multiplier, scattered back onto the padded input, then cropped."""
+    f, dout = _f64(f), _f64(dout)
+    fh, fw, cin, mult = f.shape
+    n, h, w, _ = (int(v) for v in input_shape)
+    s, d, (t, b, l, r), o = _depthwise_geometry((n, h, w, cin), fh, fw, strides, padding, dilations)
+    d5 = dout.reshape(n, o[0], o[1], cin, mult)
+    dxp = np.zeros((n, h + t + b, w + l + r, cin))
+    for a in range(fh):
+        for bb in range(fw):
+            dxp[_tap(a, bb, s, d, o)] += (d5 * f[a, bb]).sum(axis=-1)
+    return dxp[:, t:t + h, l:l + w, :]
+
+
+def depthwise_conv2d_backprop_filter(x, filter_shape, dout, strides, padding, dilations=1):
+    """tf.nn.depthwise_conv2d_backprop_filter: df[a, b, c, m] = sum over n, i, j of
+    xpad[n, i*sh + a*dh, j*sw + b*dw, c] * dout[n, i, j, c*M + m]."""
+    x, dout = _f64(x), _f64(dout)
+    fh, fw, cin, mult = (int(v) for v in filter_shape)
+    s, d, (t, b, l, r), o = _depthwise_geometry(x.shape, fh, fw, strides, padding, dilations)
+    xp = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    d5 = dout.reshape(x.shape[0], o[0], o[1], cin, mult)
+    df = np.zeros((fh, fw, cin, mult))
+    for a in range(fh):
+        for bb in range(fw):
+            df[a, bb] = np.einsum("nijc,nijcm->cm", xp[_tap(a, bb, s, d, o)], d5)
+    return df
+
+
+def depthwise_conv2d_vjp(x, f, dout, strides, padding, dilations=1):
+    """Gradients (dx, df) of tf.nn.depthwise_conv2d."""
+    x, f = _f64(x), _f64(f)
+    return (depthwise_conv2d_backprop_input(x.shape, f, dout, strides, padding, dilations),
+            depthwise_conv2d_backprop_filter(x, f.shape, dout, strides, padding, dilations))
+

@@ -1,0 +1,59 @@
+"""Kernels of the modern CNN blocks (depthwise convolution, resize), forward and backward,
+against the float64 NumPy reference (tests/reference/numpy_ops.py, written from TF's
+definitions). Tolerance: check_case's rtol 1e-4 of the largest magnitude, as for conv2d: each
+output is a sum of at most a few hundred O(1) products (float32 rounding stays ~1e-6)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.reference import numpy_ops as ref
+
+from .conftest import N, Case, check_case, normal, run_zoo
+
+_rng = np.random.default_rng(20261202)
+
+
+def _depthwise_case(i, h, w, c, m, kh, kw, s, pad, d=(1, 1)):
+    return Case(f"depthwise_{i}_{h}x{w}x{c}m{m}_k{kh}x{kw}_s{s[0]}x{s[1]}_d{d[0]}x{d[1]}_{pad}", "depthwise_conv2d",
+                [((N, h, w, c), "f32", normal), ((kh, kw, c, m), "f32", normal)],
+                dict(strides=s, padding=pad, dilations=d),
+                ref=lambda x, f: ref.depthwise_conv2d(x, f, s, pad, d),
+                vjp=lambda x, f, dy: ref.depthwise_conv2d_vjp(x, f, dy, s, pad, d))
+
+
+def depthwise_cases():
+    # hand-picked: TF's asymmetric SAME pads (even windows, stride 2 and 3), multipliers,
+    # dilations with SAME and VALID, and a 64-channel layer large enough to run on threads
+    fixed = [(7, 7, 3, 1, 3, 3, (2, 2), "SAME"), (6, 5, 2, 2, 2, 2, (2, 1), "SAME"),
+             (8, 8, 4, 3, 3, 3, (3, 3), "SAME"), (6, 7, 2, 1, 3, 2, (1, 2), "VALID"),
+             (5, 5, 1, 4, 1, 1, (1, 1), "VALID"), (9, 8, 3, 2, 3, 3, (1, 1), "SAME", (2, 3)),
+             (9, 9, 2, 1, 3, 2, (1, 1), "VALID", (2, 2)), (16, 16, 64, 1, 3, 3, (1, 1), "SAME"),
+             (12, 12, 32, 2, 3, 3, (2, 2), "SAME")]
+    cases = [_depthwise_case(i, *f) for i, f in enumerate(fixed)]
+    for i in range(len(fixed), 18):
+        h, w = (int(v) for v in _rng.integers(3, 11, 2))
+        c, m = int(_rng.integers(1, 6)), int(_rng.integers(1, 4))
+        kh, kw = (int(v) for v in _rng.integers(1, 5, 2))
+        pad = ("SAME", "VALID")[i % 2]
+        if i % 3 == 0:
+            s, d = (1, 1), tuple(int(v) for v in _rng.integers(1, 4, 2))
+        else:
+            s, d = tuple(int(v) for v in _rng.integers(1, 4, 2)), (1, 1)
+        if pad == "VALID":
+            kh, kw = min(kh, (h - 1) // d[0] + 1), min(kw, (w - 1) // d[1] + 1)
+        cases.append(_depthwise_case(i, h, w, c, m, kh, kw, s, pad, d))
+    return cases
+
+
+CASES = depthwise_cases()
+
+
+@pytest.fixture(scope="module")
+def zoo(out_root):
+    return run_zoo("modern_zoo", CASES, out_root, n=2)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_kernels(zoo, case):
+    check_case(zoo, case)
