@@ -22,6 +22,19 @@ def span(k: int, d: int) -> int:
     return (k - 1) * d + 1
 
 
+def affine(*terms) -> str:
+    """A C expression for sum of var * k (pairs) and int constants, without the * 1 and + 0."""
+    out = ""
+    for t in terms:
+        var, k = t if isinstance(t, tuple) else ("", t)
+        if k == 0:
+            continue
+        mag = abs(k)
+        body = var if var and mag == 1 else f"{var} * {mag}" if var else str(mag)
+        out += (" - " if k < 0 else " + ") + body if out else ("-" if k < 0 else "") + body
+    return out or "0"
+
+
 def _geometry(image, filter_shape, out_hw, attrs):
     """The ints every depthwise template needs: image side (h, w, c), output side (oh, ow, oc),
     taps, strides, dilations and TF pads."""
@@ -33,6 +46,9 @@ def _geometry(image, filter_shape, out_hw, attrs):
     batch = Lin.of(image.shape[0])
     p = record(batch=batch, h=h, w=w, c=c, m=m, oc=c * m, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw,
                dh=dh, dw=dw, pt=t, pl=l, taps=kh * kw, filter_size=kh * kw * c * m,
+               # the image cell a tap reads, and (input gradient) the output cell times the stride
+               y=affine(("oy", sh), ("ky", dh), -t), x=affine(("ox", sw), ("kx", dw), -l),
+               ty=affine(("y", 1), ("ky", -dh), t), tx=affine(("x", 1), ("kx", -dw), l),
                parts=FILTER_GRAD_PARTS,
                threads=threads_when(batch * (oh * ow * c * m * kh * kw)))
     return p, f"pads: top {t}, left {l}, bottom {bt}, right {r}"
