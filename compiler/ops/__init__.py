@@ -68,4 +68,4 @@ def public_ops() -> list[str]:
 
 
 # Importing the families fills REGISTRY.
-from . import elementwise, conv, pool, reduce, shape, nn, losses, depthwise  # noqa: E402,F401
+from . import elementwise, conv, pool, reduce, shape, nn, losses, depthwise, resize  # noqa: E402,F401

@@ -46,7 +46,22 @@ def depthwise_cases():
     return cases
 
 
-CASES = depthwise_cases()
+def resize_cases():
+    # up, down, mixed and identity along each axis; integer and non-dyadic scales (5 -> 3,
+    # 3 -> 7) whose float32 sample positions TF rounds; 40 channels to exercise vector loops
+    sizes = [((4, 4, 3), (8, 8)), ((6, 9, 2), (3, 4)), ((5, 3, 2), (3, 7)), ((3, 5, 40), (7, 5)),
+             ((2, 2, 1), (5, 1)), ((9, 7, 3), (9, 7)), ((1, 4, 2), (3, 2))]
+    cases = []
+    for method in ("bilinear", "nearest"):
+        for (h, w, c), size in sizes:
+            cases.append(Case(f"resize_{method}_{h}x{w}x{c}_to_{size[0]}x{size[1]}", "resize",
+                              [((N, h, w, c), "f32", normal)], dict(size=size, method=method),
+                              ref=lambda x, size=size, method=method: ref.resize(x, size, method),
+                              vjp=lambda x, d, size=size, method=method: ref.resize_vjp(x, d, size, method)))
+    return cases
+
+
+CASES = depthwise_cases() + resize_cases()
 
 
 @pytest.fixture(scope="module")

@@ -131,6 +131,11 @@ class Interpreter:
         if op == "depthwise_conv2d_backprop_filter":
             return ref.depthwise_conv2d_backprop_filter(a[0], at["filter_shape"], a[1], at["strides"], at["padding"],
                                                         at["dilations"])
+        if op == "resize":
+            return ref.resize(a[0], at["size"], at["method"])
+        if op == "resize_grad":
+            shape = concrete(node.out.type.shape, n)
+            return ref.resize_vjp(np.zeros(shape), a[0], a[0].shape[1:3], at["method"])
         raise NotImplementedError(f"interp: no rule for op {op}")
 
     def mask(self, node, shape, rate):

@@ -138,6 +138,9 @@ CASES = {
                                        "output y = depthwise_conv2d(x, w, [1, 1, 1, 1], \"VALID\", dilations=[2, 2])", {}),
     "depthwise_conv2d_same_dilated": ("input x: f32[N, 5, 5, 2]\nparam w: f32[3, 2, 2, 2] = zeros()\n"
                                       "output y = depthwise_conv2d(x, w, 1, \"SAME\", dilations=[1, 2, 3, 1])", {}),
+    "resize_bilinear_up": ("input x: f32[N, 3, 4, 2]\noutput y = resize(x, [7, 5])", {}),
+    "resize_bilinear_down": ("input x: f32[N, 7, 6, 2]\noutput y = resize(x, size=[3, 4], method=\"bilinear\")", {}),
+    "resize_nearest": ("input x: f32[N, 5, 4, 2]\noutput y = resize(x, [3, 9], \"nearest\")", {}),
 }
 
 

@@ -760,3 +760,51 @@ def depthwise_conv2d_vjp(x, f, dout, strides, padding, dilations=1):
     return (depthwise_conv2d_backprop_input(x.shape, f, dout, strides, padding, dilations),
             depthwise_conv2d_backprop_filter(x, f.shape, dout, strides, padding, dilations))
 
+
+# --------------------------------------------------------------------------- resize
+
+
+RESIZE_METHODS = ("bilinear", "nearest")
+
+
+def resize_weights(n_in, n_out, method):
+    """The [n_out, n_in] matrix of tf.image.resize along one axis (TF 2: half-pixel centres, no
+    antialiasing). scale = n_in / n_out and the sample positions are float32, as TF computes
+    them. bilinear: output o samples p = (o + 0.5) * scale - 0.5 with weight 1 - (p - floor p)
+    on row max(floor p, 0) and p - floor p on row min(ceil p, n_in - 1). nearest: weight 1 on
+    row min(floor((o + 0.5) * scale), n_in - 1)."""
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"resize: method must be one of {RESIZE_METHODS}, got {method!r}")
+    scale = np.float32(n_in) / np.float32(n_out)
+    o = np.arange(n_out, dtype=np.float32)
+    weights = np.zeros((n_out, n_in))
+    rows = np.arange(n_out)
+    if method == "nearest":
+        at = np.minimum(np.floor((o + np.float32(0.5)) * scale).astype(np.int64), n_in - 1)
+        weights[rows, np.maximum(at, 0)] = 1.0
+        return weights
+    p = (o + np.float32(0.5)) * scale - np.float32(0.5)
+    lo = np.maximum(np.floor(p).astype(np.int64), 0)
+    hi = np.minimum(np.ceil(p).astype(np.int64), n_in - 1)
+    lerp = (p - np.floor(p)).astype(np.float64)
+    np.add.at(weights, (rows, lo), 1.0 - lerp)
+    np.add.at(weights, (rows, hi), lerp)
+    return weights
+
+
+def resize(images, size, method="bilinear"):
+    """tf.image.resize (NHWC): out[n, i, j, c] = sum_{y, x} Wy[i, y] * Wx[j, x] * images[n, y, x, c]."""
+    x = _f64(images)
+    (oh, ow) = (int(v) for v in size)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"resize: size must be positive, got {size}")
+    wy, wx = resize_weights(x.shape[1], oh, method), resize_weights(x.shape[2], ow, method)
+    return np.einsum("iy,jx,nyxc->nijc", wy, wx, x)
+
+
+def resize_vjp(images, dout, size, method="bilinear"):
+    """Gradient of resize wrt images: the transposed map (TF's ResizeBilinearGrad /
+    ResizeNearestNeighborGrad, a scatter-add of dout through the same weights)."""
+    x, d = _f64(images), _f64(dout)
+    wy, wx = resize_weights(x.shape[1], int(size[0]), method), resize_weights(x.shape[2], int(size[1]), method)
+    return np.einsum("iy,jx,nijc->nyxc", wy, wx, d)

@@ -44,3 +44,31 @@ def test_depthwise_rejects_dilation_with_stride():
     with pytest.raises(ValueError):
         ref.depthwise_conv2d(np.zeros((1, 5, 5, 1)), np.zeros((2, 2, 1, 1)), 2, "SAME", 2)
 
+
+# --------------------------------------------------------------------------- resize
+# Worked values of tf.image.resize on a 2x2 image [[1, 2], [3, 4]] and a row 0..3: upsampled
+# bilinear samples at -0.25, 0.25, 0.75, 1.25 (clamped at the edges); nearest at
+# floor((o + 0.5) * scale): 2 -> 4 picks 0, 0, 1, 1 and 4 -> 2 picks 1, 3.
+
+def test_resize_worked_examples():
+    img = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 2, 1)
+    up = ref.resize(img, (4, 4))[0, :, :, 0]
+    np.testing.assert_allclose(up, [[1, 1.25, 1.75, 2], [1.5, 1.75, 2.25, 2.5],
+                                    [2.5, 2.75, 3.25, 3.5], [3, 3.25, 3.75, 4]], atol=1e-12)
+    np.testing.assert_array_equal(ref.resize(img, (4, 4), "nearest")[0, :, :, 0],
+                                  [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]])
+    row = np.arange(4.0).reshape(1, 1, 4, 1)
+    np.testing.assert_array_equal(ref.resize(row, (1, 2), "nearest")[0, 0, :, 0], [1, 3])
+    np.testing.assert_allclose(ref.resize(row, (1, 2))[0, 0, :, 0], [0.5, 2.5], atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "nearest"])
+@pytest.mark.parametrize("h,w,oh,ow", [(3, 4, 7, 5), (7, 6, 3, 4), (5, 5, 5, 5), (1, 3, 4, 1)])
+def test_resize_rows_sum_to_one_and_vjp_matches_finite_differences(method, h, w, oh, ow):
+    for n_in, n_out in ((h, oh), (w, ow)):
+        np.testing.assert_allclose(ref.resize_weights(n_in, n_out, method).sum(axis=1), 1.0, atol=1e-12)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, h, w, 3))
+    dy = rng.standard_normal((2, oh, ow, 3))
+    (num,) = numeric_vjp(lambda t: ref.resize(t, (oh, ow), method), [x], dy, eps=EPS)
+    np.testing.assert_allclose(ref.resize_vjp(x, dy, (oh, ow), method), num, rtol=RTOL, atol=ATOL)
