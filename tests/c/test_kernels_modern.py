@@ -72,3 +72,33 @@ def zoo(out_root):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_kernels(zoo, case):
     check_case(zoo, case)
+
+
+# --------------------------------------------------------------------------- thread counts
+
+THREADED = """model dw_threads
+input x: f32[N, 24, 24, 32]
+param f: f32[3, 3, 32, 2] = glorot_uniform()
+output y = depthwise_conv2d(x, f, strides=1, padding="SAME")
+"""
+
+
+def test_depthwise_gradients_have_the_same_bits_for_any_thread_count(out_root):
+    """The filter gradient sums fixed row shares in a fixed order and the input gradient writes
+    each cell once, so one and two threads agree bit for bit (at N = 8 every depthwise kernel
+    runs threaded: 8 * 24 * 24 * 64 * 9 multiply-adds > 2^18)."""
+    from cnnc import pipeline
+    mod = pipeline.compile(THREADED, out_root / "dw_threads")
+    src = next((out_root / "dw_threads").glob("*/model.c")).read_text()
+    assert src.count("CNNC_PARALLEL_FOR(1)") >= 3, "a depthwise kernel runs serially at this size"
+    model = mod.Model(seed=0)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 24, 24, 32)).astype(np.float32)
+    dy = rng.standard_normal((8, 24, 24, 64)).astype(np.float32)
+    runs = []
+    for threads in (1, 2, 1):
+        model.threads = threads
+        runs.append(model.backward({"x": x}, {"y": dy}))
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[1][k], runs[0][k], err_msg=f"{k}: 1 and 2 threads differ")
+        np.testing.assert_array_equal(runs[2][k], runs[0][k], err_msg=f"{k}: two 1-thread runs differ")
