@@ -23,10 +23,10 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CnncError
-from . import emit, lower
+from . import emit, lower, target
 from .kernel import sanitize
 
-OPT_FLAGS = ["-O3", "-march=native", "-fno-math-errno"]   # never -ffast-math: NaN checks, TF numerics
+OPT_FLAGS = ["-O3", "-fno-math-errno"]   # never -ffast-math: NaN checks, TF numerics; ISA flags: target.py
 WARN_FLAGS = ["-Wall", "-Wextra"]
 
 
@@ -58,7 +58,8 @@ def openmp_flags() -> list[str]:
 
 
 def c_flags() -> list[str]:
-    return OPT_FLAGS + openmp_flags()
+    """Optimisation, the current target's ISA flags (-march=native where the CPU runs it), OpenMP."""
+    return OPT_FLAGS + target.flags(target.current(), compiler()) + openmp_flags()
 
 
 _TARGET: dict[str, str] = {}
@@ -70,7 +71,7 @@ def native_target() -> str:
     build directory copied to another CPU is rebuilt rather than loaded (illegal instructions)."""
     cc = compiler()
     if cc not in _TARGET:
-        r = subprocess.run([cc, *OPT_FLAGS, "-Q", "--help=target"], capture_output=True, text=True)
+        r = subprocess.run([cc, *OPT_FLAGS, "-march=native", "-Q", "--help=target"], capture_output=True, text=True)
         _TARGET[cc] = r.stdout if r.returncode == 0 else platform.processor() + platform.machine()
     return _TARGET[cc]
 
