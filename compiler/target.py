@@ -83,19 +83,26 @@ def predefines(cc: str | None = None) -> tuple[bool, frozenset[str]]:
     return _PREDEFINES[cc]
 
 
-def runnable(t: Target, cc: str | None = None) -> bool:
-    """Whether this CPU runs t's code (its -march=native has every macro t needs), and t
-    belongs to this CPU's architecture."""
-    ok, names = predefines(cc)
-    x86 = "__x86_64__" in names
-    if t.name in ("avx512", "avx2") and not x86 or t.name == "neon" and "__aarch64__" not in names:
+def _fits(t: Target, names: frozenset[str]) -> bool:
+    """Whether a compiler predefining `names` targets a CPU with t's ISA."""
+    if t.name in ("avx512", "avx2") and "__x86_64__" not in names:
         return False
-    return ok and all(n in names for n in t.needs)
+    if t.name == "neon" and "__aarch64__" not in names:
+        return False
+    return all(n in names for n in t.needs)
+
+
+def runnable(t: Target, cc: str | None = None) -> bool:
+    """Whether this CPU runs t's code: its -march=native predefines every macro t needs."""
+    ok, names = predefines(cc)
+    return ok and _fits(t, names)
 
 
 def native(cc: str | None = None) -> Target:
-    """The widest target this CPU runs."""
-    return next(t for t in (TARGETS[n] for n in ("avx512", "avx2", "neon", "generic")) if runnable(t, cc))
+    """The widest target this CPU runs; for a cross compiler (no -march=native), the widest
+    its default target has."""
+    names = predefines(cc)[1]
+    return next(t for t in (TARGETS[n] for n in ("avx512", "avx2", "neon", "generic")) if _fits(t, names))
 
 
 def current() -> Target:
