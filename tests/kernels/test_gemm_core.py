@@ -33,7 +33,7 @@ void conv_fwd(const float *x, const float *f, float *out, float *xpad, int N, in
     cg_dense b = {f, OC, 1};
     cg_conv_direct(&g, N, cg_pack_b_dense, &b, 0, OC, out, xpad, 1);
 }
-/* the filter read unpacked (the generated code does so for OC a multiple of 32, up to 128) */
+/* the filter read unpacked (the generated code does so for OC a multiple of the panel width, up to 128) */
 void conv_fwd_unpacked(const float *x, const float *f, float *out, float *xpad, int N, int H, int W, int C,
                        int OH, int OW, int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
     cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
@@ -171,9 +171,10 @@ def test_conv_paths(lib, trial):
 @pytest.mark.parametrize("n,h,c,k,oc,s", [(1, 12, 128, 3, 128, 1), (2, 9, 5, 5, 32, 1), (3, 7, 16, 3, 64, 2),
                                           (1, 25, 64, 3, 96, 1), (2, 6, 3, 2, 160, 1), (1, 5, 3, 5, 1088, 1)])
 def test_conv_wide_outputs_packed_and_unpacked(lib, rng, n, h, c, k, oc, s):
-    """Whole 32-column panels: the filter read as packed panels (threads sharing the packing)
-    and read unpacked, row by row, give the reference within float tolerance and the same bits
-    as each other (the same products summed in the same order)."""
+    """Whole panels (OC a multiple of every target's CG_NR): the filter read as packed panels
+    (threads sharing the packing) and read unpacked, row by row, give the reference within
+    float tolerance and the same bits as each other (the same products summed in the same
+    order)."""
     pad = "SAME"
     oh = ref.out_size(h, k, s, pad)
     pt = ref.pads(h, k, s, pad)[0]
