@@ -45,8 +45,41 @@ typedef void (*cg_pack_b)(const void *ctx, int p0, int kc, int j0, int nc, float
  * while the block is still in cache, instead of as another pass over the whole output. */
 typedef void (*cg_epi)(const void *ctx, float *c, long ldc, int rows, int j0, int cols);
 
-static float cg_bpack[CG_MAX_THREADS][CG_KC * (CG_NC + CG_NR)] __attribute__((aligned(64), unused));
-static float cg_apack[CG_MAX_THREADS][(CG_MC + CG_MR) * CG_KC] __attribute__((aligned(64), unused));
+/* Packing buffers: each OS thread has its own, made on its first use (thread-local), so
+ * models running at the same time on different threads (each with its own OpenMP team) never
+ * share one. Where a thread reads a team member's buffer (partial sums, a filter packed once
+ * for all), it finds it through cg_team_bpacks. */
+static _Thread_local float cg_bpack[CG_KC * (CG_NC + CG_NR)] __attribute__((aligned(64)));
+static _Thread_local float cg_apack[(CG_MC + CG_MR) * CG_KC] __attribute__((aligned(64)));
+static _Thread_local float *cg_team_table[CG_MAX_THREADS];
+
+/* The B packing buffer of every thread of the calling team, by thread number: one thread of
+ * the team lends its table, and each writes its own buffer into it. Every thread of the team
+ * must call it at the same point, and read another's entry only after a barrier that follows.
+ * (An entry's value is fixed for its thread, so a table a later call lends holds the same.) */
+static inline float *const *cg_team_bpacks(int t)
+{
+    float **table = cg_team_table;
+#ifdef _OPENMP
+#pragma omp single copyprivate(table)
+    table = cg_team_table;
+#endif
+    table[t] = cg_bpack;
+    return table;
+}
+
+/* One buffer for the whole team: the thread-local `own` of one team member (a filter the
+ * threads pack together and all read, the filter gradient's partial sums). Every thread of the
+ * team must call it at the same point; it ends with the team's barrier. */
+static inline float *cg_team_buffer(float *own)
+{
+    float *buffer = own;
+#ifdef _OPENMP
+#pragma omp single copyprivate(buffer)
+    buffer = own;
+#endif
+    return buffer;
+}
 
 /* Threads for one product: what OpenMP would use, capped at the packing buffers we have. */
 static inline int cg_threads(void)
@@ -225,8 +258,8 @@ cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, 
         long j0, j1;
         cg_share(N, CG_NR, t, nt, &j0, &j1);
         if (j0 < j1) {
-            cg_gemm_block(0, M, (int)j0, (int)j1, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t],
-                          cg_bpack[t]);
+            cg_gemm_block(0, M, (int)j0, (int)j1, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack,
+                          cg_bpack);
             if (epi)
                 epi(ectx, C, ldc, M, (int)j0, (int)(j1 - j0));
         }
@@ -234,8 +267,8 @@ cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, 
         long m0, m1;
         cg_share(M, CG_MR, t, nt, &m0, &m1);
         if (m0 < m1) {
-            cg_gemm_block((int)m0, (int)m1, 0, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t],
-                          cg_bpack[t]);
+            cg_gemm_block((int)m0, (int)m1, 0, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack,
+                          cg_bpack);
             if (epi)
                 epi(ectx, C + m0 * ldc, ldc, (int)(m1 - m0), 0, N);
         }
@@ -306,7 +339,8 @@ cg_gemm_small_m_part(int M, int N, int K, const cg_dense *A, const cg_dense *B, 
 {
     long k0, k1;
     cg_share(K, 1, t, nt, &k0, &k1);
-    float *dst = t == 0 ? C : cg_bpack[t];
+    float *const *team = cg_team_bpacks(t);
+    float *dst = t == 0 ? C : cg_bpack;
     const int ld = t == 0 ? ldc : N;
     for (int i = 0; i < M; i++)
         memset(dst + (long)i * ld, 0, (size_t)N * sizeof(float));
@@ -342,7 +376,7 @@ cg_gemm_small_m_part(int M, int N, int K, const cg_dense *A, const cg_dense *B, 
     long j0, j1;
     cg_share(N, 1, t, nt, &j0, &j1);
     for (int u = 1; u < nt; u++)
-        cg_add_block(C, ldc, cg_bpack[u], N, 0, M, j0, j1);
+        cg_add_block(C, ldc, team[u], N, 0, M, j0, j1);
     if (epi && j0 < j1)
         epi(ectx, C, ldc, M, j0, j1 - j0);
 }
@@ -493,7 +527,7 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
     const int direct = bdirect != 0;
     const int whole = !direct && OC <= CG_NC && (long)K * panels * CG_NR <= CG_KC * (CG_NC + CG_NR);
     const int shared = whole && panels >= nt;
-    float *bp = shared ? cg_bpack[0] : cg_bpack[t];
+    float *bp = shared ? cg_team_buffer(cg_bpack) : cg_bpack;
     cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
     if (shared) {
         long p0, p1;
@@ -611,7 +645,7 @@ cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, f
     float *dst = t == 0 ? df : partials + (long)(t - 1) * rows * OC;
     if (k0 >= k1)
         memset(dst, 0, (size_t)rows * OC * sizeof(float));
-    float *bp = cg_bpack[t];
+    float *bp = cg_bpack;
     const float *cols[CG_KC];
     for (int pc = k0; pc < k1; pc += CG_KC) {
         int kc = k1 - pc < CG_KC ? k1 - pc : CG_KC;
