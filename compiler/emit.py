@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 from .. import __version__
-from .kernel import PARALLEL_MIN
+from .kernel import PARALLEL_MIN, comment_text
 from .lower import Program
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -30,6 +30,7 @@ ENV = jinja2.Environment(
 )
 
 
+ENV.filters["inert"] = comment_text      # text from outside, inside a C comment
 ENV.filters["operands"] = lambda stmt, args: re.sub(r"@(\d+)", lambda m: args[int(m.group(1))], stmt)
 
 
