@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -67,7 +68,9 @@ def openmp_flags() -> list[str]:
 
 
 def c_flags() -> list[str]:
-    return OPT_FLAGS + openmp_flags()
+    """Every flag the model is compiled and linked with; CNNC_CFLAGS adds the user's own
+    (e.g. `-fsanitize=address,undefined`), and is part of the cache key through this list."""
+    return OPT_FLAGS + openmp_flags() + shlex.split(os.environ.get("CNNC_CFLAGS", ""))
 
 
 _TARGET: dict[str, str] = {}
