@@ -85,6 +85,9 @@ class Checker(Exprs, Values, LayerSugar):
             handler(stmt)
         except Abort:
             pass
+        except RecursionError:      # nesting deeper than Python's stack: a diagnostic, not a crash
+            self.diags.append(error("too-deep", "this statement nests its expressions too deeply to "
+                                    "check", stmt.span, help="split it into several bindings"))
 
     def report(self, diag: Diagnostic) -> None:
         self.diags.append(diag)
