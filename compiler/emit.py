@@ -16,7 +16,7 @@ import jinja2
 
 from .. import __version__
 from . import target
-from .kernel import PARALLEL_MIN
+from .kernel import PARALLEL_MIN, comment_text
 from .lower import Program
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -31,6 +31,7 @@ ENV = jinja2.Environment(
 )
 
 
+ENV.filters["inert"] = comment_text      # text from outside, inside a C comment
 ENV.filters["operands"] = lambda stmt, args: re.sub(r"@(\d+)", lambda m: args[int(m.group(1))], stmt)
 
 

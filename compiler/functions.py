@@ -20,7 +20,7 @@ from pathlib import PurePath
 
 from .autodiff import GradOf
 from .ir import Graph, Node, Value, _attr_str
-from .kernel import Kernel, ctype, sanitize
+from .kernel import Kernel, c_comment, ctype, sanitize
 from .ops import REGISTRY
 
 # C keywords, and the libm names `d` + a binding could spell (drem)
@@ -144,8 +144,7 @@ class Functions:
         call = k.call or f"{node.op}({call_args})"
         lines = [f"{where}  {node.out.name} = {call} {attrs}".rstrip() + tag, shapes]
         lines.extend(k.note.splitlines())
-        text = "\n   ".join(line.replace("*/", "* /") for line in lines)
-        return f"/* {text} */"
+        return c_comment(lines)
 
 
 def arg_names(node: Node) -> tuple[str, ...]:

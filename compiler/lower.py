@@ -14,11 +14,13 @@ output array, the grads slab) when it owns its memory, else copied there at the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 import numpy as np
 
 from .. import __version__
 from .autodiff import GradGraph
+from .bounds import index_bounds
 from .fuse import fuse
 from .functions import Functions, KernelFn, unique
 from .ir import Graph, Node, Value
@@ -325,7 +327,8 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
     }
     memory["total_bytes"] = {str(n): v for n, v in totals(memory, (1, 32, 256)).items()}
     manifest = _manifest(g, lw, feature_ids, entries, slots, memory)
-    return Program(g.model, sym, g.source_name, lw.functions.fns, consts, entries, lw.params_size,
+    # the file's name, not its path: the same spec gives the same C (and build) from anywhere
+    return Program(g.model, sym, PurePath(g.source_name).name, lw.functions.fns, consts, entries, lw.params_size,
                    lw.params_size * len(slots), manifest, memory)
 
 
@@ -361,4 +364,5 @@ def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> di
                                            "per_example_bytes": e.workspace.per_example}}
                     for e in entries},
         "memory": memory,
+        "bounds": index_bounds(g),                    # labels and ids the runtime range-checks
     }

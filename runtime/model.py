@@ -6,8 +6,12 @@ the workspace once per batch size (a few sizes are cached); C only borrows point
 module uses the built extension and its manifest only, never the compiler."""
 from __future__ import annotations
 
+import functools
 import math
+import os
 import re
+import threading
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -17,8 +21,62 @@ C_ARRAY = {"f32": "float[]", "i32": "int32_t[]", "bool": "uint8_t[]"}   # passes
 WORKSPACE_CACHE = 4      # batch sizes whose workspace is kept
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """OMP_NUM_THREADS (its first entry) when it is a whole number, else every available core;
+    never more than the available cores."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    n = int(first) if first.isdigit() and int(first) > 0 else available_cores()
+    return min(n, available_cores())
+
+
+# libgomp's worker threads do not survive fork(): a child that enters a parallel region the
+# parent had used waits for them forever. In a forked child every model runs on one thread.
+_FORKED = False
+
+
+_MODELS: "weakref.WeakSet[Model]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED
+    _FORKED = True
+    for m in list(_MODELS):          # a lock held by a parent's thread would never be released
+        m._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _serialized(method):
+    """Run a Model method under the model's lock: one call at a time per Model, because a call
+    uses the model's workspace, gradient slab and step counter."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class InputError(ValueError):
     """A missing, unknown, wrongly typed or wrongly shaped input (or output gradient)."""
+
+
+class NonFiniteError(FloatingPointError):
+    """A training step met NaN or Inf and was skipped: `input` names the input that held it, or
+    is None when the inputs were finite and training diverged. `loss` is the step's loss."""
+
+    def __init__(self, message: str, *, loss: float, input: str | None):
+        super().__init__(message)
+        self.loss, self.input = loss, input
 
 
 def type_str(dtype: str, shape) -> str:
@@ -114,6 +172,9 @@ class Model:
     def __init__(self, lib, ffi, manifest: dict, seed: int = 0):
         self._lib, self._ffi, self.manifest = lib, ffi, manifest
         self._set_threads = getattr(lib, f"{manifest['symbol']}_set_threads")
+        self._lock = threading.RLock()
+        self._threads = default_threads()
+        _MODELS.add(self)
         m = manifest
         self.name: str = m["model"]
         self.fingerprint: str = m.get("fingerprint", "")
@@ -135,6 +196,7 @@ class Model:
                 o = s * size + off
                 self.optimizer_state[f"{slot}/{p['name']}"] = self._opt[o:o + n].reshape(p["shape"])
         self._input_types = {i["name"]: (i["dtype"], i["shape"]) for i in m["inputs"]}
+        self._bounds = {b["input"]: b for b in m.get("bounds", [])}
         self._output_types = {o["name"]: (o["dtype"], o["shape"]) for o in m["outputs"]}
         # each declared shape's N coefficients (None for a fixed size), worked out once
         self._coeffs = {id(shape): tuple(_sym(d) for d in shape)
@@ -163,15 +225,21 @@ class Model:
 
     @property
     def threads(self) -> int:
-        """Threads the compiled kernels use: every core by default (or OMP_NUM_THREADS), at
-        most 8. Setting it applies to later calls from this Python thread."""
-        return int(self._set_threads(0))
+        """Threads this model's kernels use: every core the process may run on by default (or
+        OMP_NUM_THREADS). Setting it applies to this model's later calls, from any thread; it is
+        clamped to the available cores (and to what the compiled kernels support)."""
+        return self._kernel_threads(self._threads)
 
     @threads.setter
     def threads(self, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"threads must be a whole number, 1 or more; got {n!r}")
-        self._set_threads(int(n))
+        self._threads = min(int(n), available_cores())
+
+    def _kernel_threads(self, n: int) -> int:
+        """Set the calling thread's OpenMP thread count for the next kernel call; returns what the
+        kernels will use (at most their compiled-in maximum; one in a forked child)."""
+        return int(self._set_threads(1 if _FORKED else n))
 
     def __repr__(self) -> str:
         n = sum(v.size for v in self.params.values())
@@ -179,6 +247,7 @@ class Model:
 
     # ---------------------------------------------------------------- state
 
+    @_serialized
     def init_params(self, seed: int = 0) -> None:
         """(Re)initialize every param from its spec initializer; clears the optimizer state."""
         rng = np.random.default_rng(seed)
@@ -240,7 +309,27 @@ class Model:
                     raise InputError(f"{what} `{k}` expects {want} with N = {n} (from `{first}`); "
                                      f"got {got}")
             out[k] = np.ascontiguousarray(arr)
+            if k in self._bounds and what == "input":
+                self._check_range(k, out[k], self._bounds[k])
         return out, n
+
+    def check_ranges(self, arrays: dict) -> None:
+        """Range-check the labels and ids among `arrays` (whole input arrays by name): InputError
+        naming the first value outside its range and its index."""
+        for k, arr in arrays.items():
+            if k in self._bounds:
+                self._check_range(k, np.asarray(arr), self._bounds[k])
+
+    def _check_range(self, name: str, arr: np.ndarray, b: dict) -> None:
+        """Labels and ids a kernel indexes with must lie in [low, high): checked before any
+        kernel runs, so a bad batch changes nothing."""
+        lo, hi = b["low"], b["high"]
+        if arr.size == 0 or (lo <= arr.min() and arr.max() < hi):
+            return
+        first = int(np.flatnonzero((arr < lo) | (arr >= hi))[0])
+        where = [int(i) for i in np.unravel_index(first, arr.shape)]
+        raise InputError(f"input `{name}` holds {arr.reshape(-1)[first]} at index {where}, but "
+                         f"{b['what']} must lie in [{lo}, {hi}) (`{b['arg']}` of `{b['op']}`)")
 
     def _batch(self, given: dict, required, allowed, n=None):
         arrays, n = self._check(given, required, allowed, n=n)
@@ -288,6 +377,7 @@ class Model:
 
     def _call(self, entry: str, n: int, arrays: dict, extra: dict):
         fn, plan = self._plan(entry)
+        self._kernel_threads(self._threads)
         args = []
         for kind, key, carray in plan:
             if kind in self._ptr:
@@ -302,7 +392,7 @@ class Model:
                 args.append(self._ffi.from_buffer(carray, extra[key]))
             else:
                 args.append(extra[key])
-        fn(*args)
+        return fn(*args)
 
     def _outputs_for(self, n: int) -> dict:
         return {("output", k): np.empty(self._concrete(shape, n), DTYPES[dt])
@@ -312,6 +402,7 @@ class Model:
         """A declared input or output shape at batch size n."""
         return tuple(d if c is None else c * n for c, d in zip(self._coeffs[id(shape)], shape))
 
+    @_serialized
     def forward(self, **inputs) -> dict:
         """The outputs for a batch of feature inputs (dropout off). Label inputs may be given too."""
         arrays, n = self._batch(inputs, self.feature_inputs, list(self._input_types))
@@ -320,6 +411,7 @@ class Model:
         out = {k: outs[("output", k)] for k in self.outputs}
         return {k: (v.astype(bool) if self._output_types[k][0] == "bool" else v) for k, v in out.items()}
 
+    @_serialized
     def backward(self, inputs: dict, output_grads: dict) -> dict:
         """The vector-Jacobian product of forward: d(sum(outputs * output_grads)) for every param
         and every f32 input, by name. A missing output gradient counts as zeros."""
@@ -337,25 +429,43 @@ class Model:
         grads.update({k[1]: v for k, v in extra.items()})
         return grads
 
-    def _scalars(self, entry: str, batch: dict, extra: dict) -> dict:
+    def _scalars(self, entry: str, batch: dict, extra: dict) -> tuple[dict, dict, int]:
+        """(loss and metrics, the checked arrays, the entry point's status)."""
         arrays, n = self._batch(batch, list(self._input_types), list(self._input_types))
         results = np.empty(1 + len(self.metric_names), np.float32)
         extra[("results", None)] = results
-        self._call(entry, n, {("input", k): v for k, v in arrays.items()}, extra)
-        return dict(zip(["loss", *self.metric_names], (float(r) for r in results)))
+        status = self._call(entry, n, {("input", k): v for k, v in arrays.items()}, extra)
+        return dict(zip(["loss", *self.metric_names], (float(r) for r in results))), arrays, status
 
+    @_serialized
     def train_step(self, **batch) -> dict:
-        """One optimizer step on a batch (dropout on); returns the loss and metrics before the update."""
+        """One optimizer step on a batch (dropout on); returns the loss and metrics before the
+        update. A step whose loss or gradient is not finite changes nothing (params, optimizer
+        state, step and dropout stream) and raises NonFiniteError saying why."""
         extra = {("lr", None): float(self.lr), ("t", None): int(self.step) + 1,
                  ("seed", None): int(self._rng[0]), ("counter", None): int(self._rng[1])}
-        out = self._scalars("train_step", batch, extra)
+        out, arrays, status = self._scalars("train_step", batch, extra)
+        if status:
+            raise self._not_finite(arrays, out["loss"])
         self.step += 1
         self._rng[1] += np.uint64(1)
         return out
 
+    def _not_finite(self, arrays: dict, loss: float) -> "NonFiniteError":
+        for k, arr in arrays.items():
+            if arr.dtype == np.float32 and not np.isfinite(arr).all():
+                first = int(np.flatnonzero(~np.isfinite(arr))[0])
+                where = [int(i) for i in np.unravel_index(first, arr.shape)]
+                return NonFiniteError(f"input `{k}` holds {arr.reshape(-1)[first]} at index {where}; "
+                                      "the step was skipped and the model is unchanged", loss=loss, input=k)
+        what = f"the loss is {loss}" if not math.isfinite(loss) else "a gradient is NaN or infinite"
+        return NonFiniteError(f"training diverged: {what} with finite inputs (a learning rate too high?); "
+                              "the step was skipped and the model is unchanged", loss=loss, input=None)
+
+    @_serialized
     def eval_step(self, **batch) -> dict:
         """Loss and metrics on a batch, dropout off, no update."""
-        return self._scalars("eval_step", batch, {})
+        return self._scalars("eval_step", batch, {})[0]
 
     # ---------------------------------------------------------------- loops and files
 
@@ -371,10 +481,12 @@ class Model:
         from . import train
         return train.predict(self, *args, **kwargs)
 
+    @_serialized
     def save(self, path, extra=None):
         from . import checkpoint
         return checkpoint.save(path, self, extra)
 
+    @_serialized
     def load(self, path, strict: bool = True):
         from . import checkpoint
         return checkpoint.load(path, self, strict=strict)

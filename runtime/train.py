@@ -18,6 +18,7 @@ import numpy as np
 from . import checkpoint as _checkpoint
 from .callbacks import History, ModelCheckpoint, TrainingRun
 from .data import _num_examples, batches, to_batch_dict, to_input_dict
+from .model import NonFiniteError
 
 
 class TrainingDiverged(RuntimeError):
@@ -33,7 +34,16 @@ class TrainingDiverged(RuntimeError):
 
 
 def _resolve(model, x, y, data, names, what: str) -> dict:
-    """Arrays for the inputs `names` from (x, y), data=(x, y) or data={name: array}."""
+    """Arrays for the inputs `names` from (x, y), data=(x, y) or data={name: array}; labels and
+    ids are range-checked here, on the whole set, so an error names the example's position."""
+    arrays = _arrays(model, x, y, data, names, what)
+    check = getattr(model, "check_ranges", None)
+    if check is not None:
+        check(arrays)
+    return arrays
+
+
+def _arrays(model, x, y, data, names, what: str) -> dict:
     if data is not None:
         if x is not None or y is not None:
             raise ValueError(f"pass the {what} data as x, y or as data=, not both")
@@ -160,7 +170,10 @@ def _train_epoch(model, arrays, run: TrainingRun, epoch: int, shuffle: bool, pro
     for i, batch in enumerate(batches(arrays, run.batch_size, shuffle=shuffle, rng=rng)):
         size = len(next(iter(batch.values())))
         step = int(model.step) + 1
-        out = model.train_step(**batch)
+        try:
+            out = model.train_step(**batch)
+        except NonFiniteError as e:            # the step changed nothing; say so, with the checkpoints
+            raise _diverged(run, epoch, step, e.loss, str(e)) from None
         loss = float(out["loss"])
         if not math.isfinite(loss):
             raise _diverged(run, epoch, step, loss, f"batch loss was {loss}")
@@ -239,8 +252,15 @@ def fit(model, x=None, y=None, *, data=None, epochs=1, batch_size=32, validation
 
 def _resume(run: TrainingRun, path) -> None:
     """Load the checkpoint and continue after its epoch with its history and callback state."""
+    extra = _checkpoint.read_extra(path)
+    epoch = extra.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise _checkpoint.CheckpointError(
+            f"cannot resume from {path}: it records no finished epoch (it was written by "
+            f"Model.save or another tool, not by fit(checkpoint=...)); load it with "
+            f"model.load({str(path)!r}) and call fit(..., initial_epoch=K) without resume=True")
     extra = _checkpoint.load(path, run.model)
-    run.initial_epoch = int(extra["epoch"]) + 1
+    run.initial_epoch = epoch + 1
     run.restore_callback_states(extra.get("callbacks", {}))
     if extra.get("seed", run.seed) != run.seed:
         warnings.warn(f"resuming {path} (seed {extra['seed']}) with seed {run.seed}: the remaining "

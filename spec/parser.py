@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
@@ -66,7 +67,7 @@ def _tok_span(tok: Token) -> Span:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     """One short method per grammar rule; each returns an AST node carrying its span."""
 
     def start(self, meta, children):
@@ -248,11 +249,78 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source):
     return error("syntax", msg, span, label="unexpected here", secondary=secondary, help=help_)
 
 
+MAX_SPEC_BYTES = 1 << 20      # a real model is a few KB; past this a spec is refused, not crawled
+
+
 def parse(source: Source) -> ast.Module:
     """Parse a spec into its AST, or raise SpecError with a located syntax diagnostic."""
     text = source.text
-    try:
-        tree = _lark().parse(text if text.endswith("\n") else text + "\n")
-    except UnexpectedInput as exc:
-        raise SpecError([_syntax_diagnostic(exc, source)], source) from None
-    return _ToAst().transform(tree)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SPEC_BYTES:
+        raise SpecError([error("too-large", f"the spec is {size:,} bytes; cnnc reads specs of at most "
+                               f"{MAX_SPEC_BYTES:,} bytes", Span(0, 0),
+                               help="a model this large is probably generated: split it, or check "
+                               "that this is the file you meant")], source)
+    work, diags = text if text.endswith("\n") else text + "\n", []
+    while True:
+        try:
+            tree = _lark().parse(work)
+        except UnexpectedInput as exc:
+            diags.append(_syntax_diagnostic(exc, source))
+            region = _statement_at(exc, work)
+            if region is None or len(diags) >= MAX_SYNTAX_ERRORS:
+                raise SpecError(diags, source) from None
+            work = _blank(work, *region)
+            continue
+        if diags:
+            raise SpecError(diags, source)
+        return _ToAst().transform(tree)
+
+
+MAX_SYNTAX_ERRORS = 20
+
+
+def _statement_at(exc: UnexpectedInput, text: str) -> tuple[int, int] | None:
+    """The lines to blank out so that parsing can go on after `exc`, reporting the file's other
+    syntax errors in the same run: from the line where the failing statement began (its
+    outermost bracket still open) to the end of the line of the error, and on to the matching
+    `}` if those lines open a block. None when nothing after the error is left to parse."""
+    tok = getattr(exc, "token", None)
+    if isinstance(exc, UnexpectedCharacters):
+        pos = exc.pos_in_stream
+    elif tok is None or tok.type == "$END":
+        return None
+    else:
+        pos = tok.start_pos
+    begin = min([pos] + [b.start_pos for b in _BRACKETS.open])
+    start = text.rfind("\n", 0, begin) + 1
+    end = text.find("\n", pos)
+    end = len(text) if end < 0 else end
+    depth, i = 0, start
+    while i < len(text):                   # an opened block is skipped whole, to its `}`
+        ch = text[i]
+        line_end = text.find("\n", i)
+        line_end = len(text) if line_end < 0 else line_end
+        if ch == "#":                      # a comment: on to the end of its line
+            i = line_end
+            continue
+        if ch == '"':                      # a string: past its closing quote, if on this line
+            close = text.find('"', i + 1, line_end)
+            i = line_end if close < 0 else close + 1
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth <= 0 and i >= end:
+                end = line_end
+                break
+        if i >= end and depth <= 0:
+            break
+        i += 1
+    return (start, end) if end > start and end < len(text) else None
+
+
+def _blank(text: str, start: int, end: int) -> str:
+    """Spaces over text[start:end], newlines kept: every later span stays where it was."""
+    return text[:start] + "".join(c if c == "\n" else " " for c in text[start:end]) + text[end:]

@@ -52,11 +52,22 @@ class Exprs:
         self.report(error("not-tensor", f"expected a tensor, found {what}", e.span))
 
     def binop(self, e: ast.BinOp):
-        a, b = self.expr(e.left), self.expr(e.right)
+        """A chain `a + b - c ...` parses left-deep: walk down its left operands in a loop, then
+        apply the operators left to right, so a sum of any length needs no recursion."""
+        chain, left = [], e
+        while isinstance(left, ast.BinOp):
+            chain.append(left)
+            left = left.left
+        acc = self.expr(left)
+        for node in reversed(chain):
+            acc = self.binary(node, acc, self.expr(node.right))
+        return acc
+
+    def binary(self, e: ast.BinOp, a, b):
         if isinstance(a, Poison) or isinstance(b, Poison):
             return POISON
         if isinstance(a, Lit) and isinstance(b, Lit):
-            return Lit(self.static(e), e.span)
+            return Lit(self.arith(e, a.value, b.value), e.span)
         a, b = self.literal_partner(a, b), self.literal_partner(b, a)
         op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[e.op]
         return self.apply(op, e, [a, b], {}, arg_exprs={"x": e.left, "y": e.right})

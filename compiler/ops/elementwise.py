@@ -114,7 +114,8 @@ def _act_vjp(grad_op: str):
 register(OpDef("neg", (X,), _numeric_unary, lambda b, n, d: (b.op("neg", d),),
                kernel=elementwise("-{1}"), doc="-x"))
 register(OpDef("relu", (Arg("features", aliases=("x",)),), _float_unary, _act_vjp("relu_grad"),
-               kernel=elementwise("({1} > 0.0f ? {1} : 0.0f)"), doc="max(x, 0)"))
+               # NaN stays NaN, as in TF: `x > 0 ? x : 0` would turn a NaN input into a confident 0
+               kernel=elementwise("({1} < 0.0f ? 0.0f : {1})"), doc="max(x, 0)"))
 register(OpDef("sigmoid", (X,), _float_unary, _act_vjp("sigmoid_grad"),
                kernel=elementwise("1.0f / (1.0f + expf(-{1}))"), doc="1 / (1 + exp(-x))"))
 register(OpDef("tanh", (X,), _float_unary, _act_vjp("tanh_grad"),

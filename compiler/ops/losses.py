@@ -60,7 +60,10 @@ def sparse_xent_shape(ins, attrs):
 register(OpDef("sparse_softmax_cross_entropy_with_logits", (Arg("labels"), Arg("logits")),
                sparse_xent_shape,
                lambda b, n, d: (None, b.op("sparse_softmax_xent_grad", n.inputs[0], n.inputs[1], d)),
-               kernel=xent_kernel("sparse"), doc="-log_softmax(logits)[label], labels as i32 class ids"))
+               kernel=xent_kernel("sparse"), doc="-log_softmax(logits)[label], labels as i32 class ids",
+               # checked by the runtime before any kernel runs: a label past the class axis would
+               # read outside the logits (TF raises too)
+               extra={"index_range": {"labels": ("class labels", lambda ins: ins[1].shape[-1])}}))
 register(OpDef("softmax_xent_grad", (Arg("labels"), Arg("logits"), Arg("dout")),
                lambda ins, attrs: ins[1], public=False, kernel=xent_kernel("dense_grad"),
                doc="(softmax(logits) * sum(labels) - labels) * dout"))

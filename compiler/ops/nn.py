@@ -127,7 +127,8 @@ def embedding_kernel(grad):
 register(OpDef("embedding_lookup", (Arg("params"), Arg("ids")), embedding_shape,
                lambda b, n, d: (b.op("embedding_grad", n.inputs[1], d,
                                      vocab=n.inputs[0].type.shape[0]), None),
-               kernel=embedding_kernel(False), doc="rows of a table picked by integer ids"))
+               kernel=embedding_kernel(False), doc="rows of a table picked by integer ids",
+               extra={"index_range": {"ids": ("ids", lambda ins: ins[0].shape[0])}}))
 register(OpDef("embedding_grad", (Arg("ids"), Arg("dout"), Arg("vocab", "int")),
                lambda ins, attrs: TensorType("f32", (attrs["vocab"], ins[1].shape[-1])),
                public=False, kernel=embedding_kernel(True), doc="scatter-add each row's gradient into the table"))

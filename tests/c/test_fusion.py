@@ -76,11 +76,11 @@ def test_fusion_takes_legal_chains_only():
     ep = _epilogues()
     assert not _epilogues(fusion=False)
     # conv + bias_add + relu, and relu then + bias, each become one kernel
-    assert ep["h1_conv2d_forward"] == ("x + vec[0][j0 + j]", "(x > 0.0f ? x : 0.0f)")
-    assert ep["raw2_forward"] == ("(x > 0.0f ? x : 0.0f)", "x + vec[0][j0 + j]")
+    assert ep["h1_conv2d_forward"] == ("x + vec[0][j0 + j]", "(x < 0.0f ? 0.0f : x)")
+    assert ep["raw2_forward"] == ("(x < 0.0f ? 0.0f : x)", "x + vec[0][j0 + j]")
     # a multiply then an add: the epilogue must not contract them into an FMA (CNNC_EXACT), or
     # the fused result differs from the unfused in the last bit (test_fusion_changes_no_bits)
-    assert ep["hidden_matmul_forward"] == ("x * vec[0][j0 + j]", "x + vec[1][j0 + j]", "(x > 0.0f ? x : 0.0f)")
+    assert ep["hidden_matmul_forward"] == ("x * vec[0][j0 + j]", "x + vec[1][j0 + j]", "(x < 0.0f ? 0.0f : x)")
     assert ep["logits_matmul_forward"] == ("x + vec[0][j0 + j]",)
     names = " ".join(ep)
     assert "h3" not in names and "c3" not in names, "`late` is computed after c3: the add cannot run inside it"

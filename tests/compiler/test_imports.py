@@ -61,7 +61,8 @@ def test_the_checker_sees_relative_imports():
 # kernel.py sits with ops: the op files define the kernel rules, on kernel.py's records.
 # target.py (the CPU target: ISA flags, micro-tile) is a description of the machine that kernel
 # rules, emit and build consult, so it sits first.
-# functions.py (kernel names), fuse.py, memory.py and summary.py are parts of lowering
+# functions.py (kernel names), fuse.py, memory.py, summary.py and bounds.py (the index ranges
+# the manifest lists) are parts of lowering
 # (summary renders the lowered Program's memory); verify.py re-checks autodiff's graph.
 # check/ (the checker) may import types, ir, ops and builder, and the optimizer and
 # initializer tables it validates against.
@@ -72,7 +73,7 @@ STAGES = [
     {"builder"},
     {"check", "initializers", "optimizers"},
     {"autodiff", "verify"},
-    {"lower", "functions", "fuse", "memory", "summary"},
+    {"lower", "functions", "fuse", "memory", "summary", "bounds"},
     {"emit"},
     {"build"},
 ]

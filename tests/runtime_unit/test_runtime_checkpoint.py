@@ -149,3 +149,164 @@ def test_unreadable_files_raise_checkpoint_error_naming_the_path(tmp_path):
         assert str(tmp_path / name) in str(e.value), name
     with pytest.raises(CheckpointError, match="not a cnnc checkpoint"):
         checkpoint.load(tmp_path / "plain.npz", m)
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def _rewrite(path, replace: dict):
+    """Rewrite the .npz at `path` with some members' bytes replaced (or added)."""
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members.update(replace)
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, data in members.items():
+            zf.writestr(n, data)
+
+
+def _npy(arr=None, header_shape=None, dtype="<f4", data=b""):
+    """.npy bytes: a real array, or a header claiming `header_shape` followed by `data`."""
+    import io
+    buf = io.BytesIO()
+    if arr is not None:
+        np.save(buf, arr, allow_pickle=False)
+        return buf.getvalue()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False,
+                                               "shape": header_shape})
+    return _with_magic(buf.getvalue()) + data
+
+
+def _with_magic(header: bytes) -> bytes:
+    return header if header.startswith(b"\x93NUMPY") else np.lib.format.magic(1, 0) + header
+
+
+def _meta_bytes(path) -> dict:
+    import json
+    with np.load(path) as npz:
+        return json.loads(npz["cnnc_meta"].tobytes().decode())
+
+
+def _with_meta(path, **changes):
+    import json
+    meta = _meta_bytes(path)
+    meta.update(changes)
+    raw = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    _rewrite(path, {"cnnc_meta.npy": _npy(raw)})
+
+
+def _untouched(m, before):
+    params, opt, step, lr, rng = before
+    assert all(np.array_equal(m.params[k], v) for k, v in params.items())
+    assert all(np.array_equal(m.optimizer_state[k], v) for k, v in opt.items())
+    assert (m.step, m.lr) == (step, lr) and np.array_equal(m.rng_state, rng)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("step", "three", "field `step` must be a whole number"),
+    ("step", -1, "field `step` must be a whole number >= 0"),
+    ("lr", float("nan"), "field `lr` must be a finite number"),
+    ("lr", "0.1", "field `lr` must be a finite number"),
+    ("params", ["dense/weight", 7], "field `params` must be a list of distinct names"),
+    ("params", ["dense/weight", "dense/weight"], "field `params` must be a list of distinct names"),
+    ("fingerprint", None, "field `fingerprint` must be a string"),
+    ("extra", [1, 2], "field `extra` must be an object or null"),
+    ("version", "1", "field `version` must be a whole number"),
+])
+def test_a_bad_metadata_field_is_named_and_the_model_is_left_as_it_was(tmp_path, digits, field, value, words):
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, _trained(digits), {"epoch": 0})
+    _with_meta(path, **{field: value})
+    m = SoftmaxRegression(seed=7)
+    before = _state(m)
+    with pytest.raises(CheckpointError, match=words):
+        checkpoint.load(path, m)
+    _untouched(m, before)
+
+
+def test_missing_metadata_field_is_named(tmp_path):
+    import json
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, SoftmaxRegression())
+    meta = _meta_bytes(path)
+    del meta["step"]
+    _rewrite(path, {"cnnc_meta.npy": _npy(np.frombuffer(json.dumps(meta).encode(), np.uint8))})
+    with pytest.raises(CheckpointError, match="field `step` is missing"):
+        checkpoint.load(path, SoftmaxRegression())
+
+
+def test_a_huge_array_header_is_refused_before_anything_is_allocated(tmp_path, monkeypatch):
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, SoftmaxRegression())
+    # param_0 claims 10^12 floats but holds 16 bytes; reading it would try to allocate 4 TB
+    _rewrite(path, {"param_0.npy": _npy(header_shape=(1000000, 1000000), data=b"\0" * 16)})
+    read_array = np.lib.format.read_array
+    calls = []
+    monkeypatch.setattr(np.lib.format, "read_array", lambda *a, **k: calls.append(1) or read_array(*a, **k))
+    m = SoftmaxRegression(seed=4)
+    before = _state(m)
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.load(path, m)
+    assert "dense/weight" in str(e.value) and "1000000" in str(e.value)
+    assert len(calls) == 1            # the metadata only: no param array was read
+    _untouched(m, before)
+
+
+def test_a_float64_param_is_refused_naming_it(tmp_path):
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, SoftmaxRegression())
+    _rewrite(path, {"param_1.npy": _npy(np.zeros(10, np.float64))})
+    with pytest.raises(CheckpointError, match="param `dense/bias` must be float32, got float64"):
+        checkpoint.load(path, SoftmaxRegression())
+
+
+def test_a_truncated_later_array_leaves_every_param_as_it_was(tmp_path, digits):
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, _trained(digits))
+    # the header of the second param is right, its data stops short
+    good = _npy(np.ones(10, np.float32))
+    _rewrite(path, {"param_1.npy": good[:-12]})
+    m = SoftmaxRegression(seed=8)
+    before = _state(m)
+    with pytest.raises(CheckpointError, match=str(path)):
+        checkpoint.load(path, m)
+    _untouched(m, before)          # dense/weight, read first, was not copied either
+
+
+def test_pickled_arrays_are_refused(tmp_path):
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, SoftmaxRegression())
+    import io
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    _rewrite(path, {"param_0.npy": buf.getvalue()})
+    with pytest.raises(CheckpointError, match="Python objects"):
+        checkpoint.load(path, SoftmaxRegression())
+
+
+def test_resume_from_a_model_save_file_says_what_to_do(tmp_path, digits):
+    x, y = digits[0][:128], digits[1][:128]
+    path = tmp_path / "saved.npz"
+    checkpoint.save(path, SoftmaxRegression(seed=1))         # what Model.save writes: no epoch
+    m = SoftmaxRegression(seed=2)
+    before = _state(m)
+    with pytest.raises(CheckpointError, match="records no finished epoch.*initial_epoch"):
+        fit(m, x, y, epochs=2, batch_size=64, verbose=0, checkpoint=path, resume=True)
+    _untouched(m, before)
+
+
+def test_the_next_save_sweeps_temp_files_of_killed_saves(tmp_path):
+    import subprocess
+    import sys
+    import time
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = [f".c.npz.{dead}.abc123.tmp", ".c.npz.oldstyle.tmp"]
+    live = [f".c.npz.{os.getpid()}.zzz.tmp", ".c.npz.fresh.tmp", ".other.npz.1.x.tmp"]
+    for name in stale + live:
+        (tmp_path / name).write_bytes(b"partial")
+    old = time.time() - 2 * checkpoint.STALE_SECONDS
+    os.utime(tmp_path / ".c.npz.oldstyle.tmp", (old, old))
+    checkpoint.save(tmp_path / "c.npz", SoftmaxRegression())
+    left = sorted(os.listdir(tmp_path))
+    assert left == sorted(live + ["c.npz"])

@@ -168,3 +168,61 @@ def test_missing_comma_suggests_one():
 def test_unterminated_string():
     d = syntax_error('model m\ny = f("abc)\n')
     assert d.message == "this string is never closed"
+
+
+def test_a_long_flat_sum_parses_without_recursion_limits():
+    # 800 terms used to raise RecursionError in the tree transformer (400 worked)
+    n = 5000
+    mod, _ = p("model m\ninput x: f32[N, 4]\ny = " + " + ".join(f"x{i}" for i in range(n)) + "\noutput y\n")
+    e, depth = mod.body[2].value, 0
+    while isinstance(e, ast.BinOp):         # left-deep: ((x0 + x1) + x2) + ...
+        assert e.right.id == f"x{n - 1 - depth}"
+        e, depth = e.left, depth + 1
+    assert depth == n - 1 and e.id == "x0"
+
+
+def test_a_spec_past_the_size_limit_is_refused_with_a_diagnostic():
+    from cnnc.spec.parser import MAX_SPEC_BYTES
+    text = "model m\n" + "# padding\n" * (MAX_SPEC_BYTES // 10 + 1)
+    with pytest.raises(SpecError) as e:
+        p(text)
+    (d,) = e.value.diagnostics
+    assert d.code == "too-large" and f"{len(text.encode()):,} bytes" in d.message
+    assert d.labels[0].span.start == 0
+
+
+def test_every_syntax_error_of_a_file_is_reported_in_one_run():
+    text = ("model m\ninput x: f32[N, 10]\ny = matmul(x w)\nz = relu(y\nq = 3\n"
+            "scope a b {\n  u = y\n}\nv = x @ w\nt = f(\"abc)\noutput y\n")
+    with pytest.raises(SpecError) as e:
+        p(text)
+    src = Source(text, "t.cnn")
+    got = [(src.line_col(d.labels[0].span.start), d.message) for d in e.value.diagnostics]
+    assert got == [
+        ((3, 14), "expected `,`, `)`, `=`, `(` or an operator, found `w`"),
+        ((5, 1), "expected `,`, `)`, `=`, `(` or an operator, found `q`"),   # `relu(` never closed
+        ((6, 9), "expected `{`, found `b`"),               # its block is skipped whole, `}` included
+        ((9, 7), "unexpected character `@`"),
+        ((10, 7), "this string is never closed"),
+    ]
+
+
+def test_an_error_at_the_end_of_the_file_stops_the_search():
+    with pytest.raises(SpecError) as e:
+        p("model m\ny = f(x y)\nscope a {\n  z = x\n")
+    assert [d.message for d in e.value.diagnostics] == [
+        "expected `,`, `)`, `=`, `(` or an operator, found `y`", "expected `}`, found the end of the file"]
+
+
+def test_long_and_deep_expressions_are_checked_without_internal_errors():
+    import cnnc
+    n = 3000
+    g = cnnc.check("model m\ninput x: f32[N, 4]\ny = " + " + ".join(["x"] * n) + "\noutput y\n")
+    assert sum(node.op == "add" for node in g.nodes) == n - 1
+    g = cnnc.check("model m\ninput x: f32[N, 4]\ny = x * (" + " + ".join(["2"] * n) + ")\noutput y\n")
+    assert [float(c) for c in g.consts.values()] == [2.0 * n]      # folded at compile time
+    deep = "model m\ninput x: f32[N, 4]\ny = " + "relu(" * 3000 + "x" + ")" * 3000 + "\noutput y\n"
+    with pytest.raises(SpecError) as e:
+        cnnc.check(deep)
+    (d,) = [d for d in e.value.diagnostics if d.severity.value == "error"]
+    assert d.code == "too-deep" and d.help == "split it into several bindings"
