@@ -28,7 +28,7 @@ class Arg:
     """One argument of an op as a spec writes it.
 
     kind: "tensor" (an operand) or a static kind of the table in compiler/check/kinds.py
-    (int, ints, float, str, bool, dtype, axes, shape)."""
+    (int, ints, float, str, bool, dtype, axes, shape, pairs)."""
 
     name: str
     kind: str = "tensor"
@@ -68,4 +68,4 @@ def public_ops() -> list[str]:
 
 
 # Importing the families fills REGISTRY.
-from . import elementwise, conv, pool, reduce, shape, nn, losses  # noqa: E402,F401
+from . import elementwise, conv, pool, reduce, shape, pad, nn, losses  # noqa: E402,F401

@@ -147,7 +147,23 @@ def shape_cases():
     ]
 
 
-CASES = binary_cases() + unary_cases() + matmul_cases() + reduce_cases() + axis_cases() + loss_cases() + shape_cases()
+def pad_cases():
+    cases = []
+    for mode, shape, pads in [("CONSTANT", (N, 3, 4, 2), ((0, 0), (1, 2), (0, 3), (0, 0))),
+                              ("CONSTANT", (N, 5), ((0, 0), (4, 1))),
+                              ("REFLECT", (N, 4, 5, 3), ((0, 0), (3, 1), (2, 4), (0, 0))),
+                              ("REFLECT", (N, 3, 4), ((0, 0), (0, 0), (3, 3))),
+                              ("SYMMETRIC", (N, 3, 4, 2), ((0, 0), (3, 2), (1, 4), (1, 2))),
+                              ("SYMMETRIC", (2, 3), ((2, 2), (3, 0)))]:
+        value = 1.5 if mode == "CONSTANT" else 0.0
+        cases.append(Case(f"pad_{mode.lower()}_{len(cases)}", "pad", [(shape, "f32", normal)],
+                          dict(paddings=pads, mode=mode, constant_values=value),
+                          ref=lambda x, p=pads, m=mode, v=value: ref.pad(x, p, m, v),
+                          vjp=lambda x, d, p=pads, m=mode: ref.pad_vjp(x, d, p, m)))
+    return cases
+
+
+CASES = binary_cases() + unary_cases() + matmul_cases() + reduce_cases() + axis_cases() + loss_cases() + shape_cases() + pad_cases()
 
 
 @pytest.fixture(scope="module")

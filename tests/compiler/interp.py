@@ -86,6 +86,11 @@ class Interpreter:
             return ref.leaky_relu(a[0], at["alpha"])
         if op == "leaky_relu_grad":
             return ref.leaky_relu_vjp(a[0], a[1], at["alpha"])
+        if op == "pad":
+            return ref.pad(a[0], at["paddings"], at["mode"], at["constant_values"])
+        if op == "pad_grad":
+            shape = concrete(node.out.type.shape, n)
+            return ref.pad_vjp(np.zeros(shape), a[0], at["paddings"], at["mode"])
         if op == "select_grad":
             cmp = {"le": np.less_equal, "lt": np.less, "ge": np.greater_equal, "gt": np.greater}[at["cmp"]]
             x, y, d = np.broadcast_arrays(*a)

@@ -102,6 +102,9 @@ CASES = {
     "exp": ("input a: f32[N, 5]\noutput y = exp(a)", {}),
     "log": ("input a: f32[N, 5]\noutput y = log(a)", {"a": positive}),
     "abs": ("input a: f32[N, 5]\noutput y = abs(a)", {}),
+    "pad_constant": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [2, 1], [0, 3]], constant_values=2.0)", {}),
+    "pad_reflect": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [2, 1], [3, 3]], mode=\"REFLECT\")", {}),
+    "pad_symmetric": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [3, 2], [1, 4]], \"symmetric\")", {}),
     "cast_f32": ("input a: f32[N, 5]\noutput y = cast(a, f32) * a", {}),
     "conv2d_same_s2": ("input x: f32[N, 5, 6, 2]\nparam w: f32[3, 2, 2, 3] = zeros()\n"
                        "output y = conv2d(x, w, strides=2, padding=\"SAME\")", {}),

@@ -782,3 +782,34 @@ def sparse_softmax_cross_entropy_with_logits_vjp(labels, logits, dout):
     logits = _f64(logits)
     labels = _check_class_ids(labels, logits.shape[-1])
     return _f64(dout)[..., None] * (softmax(logits, axis=-1) - one_hot(labels, logits.shape[-1]))
+
+
+# --------------------------------------------------------------------------- pad
+
+
+def pad(x, paddings, mode="CONSTANT", constant_values=0.0):
+    """tf.pad: CONSTANT fills with constant_values; REFLECT mirrors about the edge cell
+    (1 2 3 -> 3 2 [1 2 3] 2 1); SYMMETRIC mirrors about the edge (2 1 [1 2 3] 3 2)."""
+    x = _f64(x)
+    widths = [tuple(int(a) for a in p) for p in paddings]
+    mode = mode.upper()
+    if mode == "CONSTANT":
+        return np.pad(x, widths, mode="constant", constant_values=constant_values)
+    return np.pad(x, widths, mode={"REFLECT": "reflect", "SYMMETRIC": "symmetric"}[mode])
+
+
+def pad_vjp(x, dout, paddings, mode="CONSTANT"):
+    """TF's pad gradient: the slice of dout over the input (CONSTANT), or MirrorPadGrad: each
+    input cell collects dout of every output cell that copied it. Written as the transpose of
+    the forward map: pad an index array, then scatter-add dout through it."""
+    x = _f64(x)
+    index = np.arange(x.size).reshape(x.shape)
+    mode = mode.upper()
+    if mode == "CONSTANT":
+        src = np.pad(index, [tuple(p) for p in paddings], mode="constant", constant_values=-1)
+    else:
+        src = np.pad(index, [tuple(p) for p in paddings], mode={"REFLECT": "reflect", "SYMMETRIC": "symmetric"}[mode])
+    dx = np.zeros(x.size)
+    keep = src >= 0
+    np.add.at(dx, src[keep], _f64(dout)[keep])
+    return dx.reshape(x.shape)
