@@ -41,6 +41,7 @@ def _pairs(v) -> bool:
 
 KINDS: dict[str, Kind] = {
     "tensor": Kind("a tensor", None, static=False),
+    "tensors": Kind("a list of tensors", None, static=False),
     "initializer": Kind("an initializer call", None, static=False),
     "int": Kind("an integer", _is_int),
     "float": Kind("a number", _is_number),

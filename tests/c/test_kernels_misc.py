@@ -163,7 +163,17 @@ def pad_cases():
     return cases
 
 
-CASES = binary_cases() + unary_cases() + matmul_cases() + reduce_cases() + axis_cases() + loss_cases() + shape_cases() + pad_cases()
+def concat_cases():
+    cases = []
+    for shapes, axis in [([(N, 3, 4, 2), (N, 3, 4, 5), (N, 3, 4, 1)], -1), ([(N, 2, 3), (N, 5, 3)], 1),
+                         ([(3, N, 2), (1, N, 2)], 0), ([(N, 4)], 1)]:
+        cases.append(Case(f"concat_{len(cases)}", "concat", [(s, "f32", normal) for s in shapes], dict(axis=axis),
+                          ref=lambda *xs, a=axis: ref.concat(xs, a),
+                          vjp=lambda *xs, a=axis: ref.concat_vjp(xs[:-1], xs[-1], a)))
+    return cases
+
+
+CASES = binary_cases() + unary_cases() + matmul_cases() + reduce_cases() + axis_cases() + loss_cases() + shape_cases() + pad_cases() + concat_cases()
 
 
 @pytest.fixture(scope="module")

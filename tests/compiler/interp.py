@@ -91,6 +91,12 @@ class Interpreter:
         if op == "pad_grad":
             shape = concrete(node.out.type.shape, n)
             return ref.pad_vjp(np.zeros(shape), a[0], at["paddings"], at["mode"])
+        if op == "concat":
+            return ref.concat(a, at["axis"])
+        if op == "concat_slice":
+            index = [slice(None)] * a[0].ndim
+            index[at["axis"]] = slice(at["begin"], at["begin"] + at["size"])
+            return a[0][tuple(index)]
         if op == "select_grad":
             cmp = {"le": np.less_equal, "lt": np.less, "ge": np.greater_equal, "gt": np.greater}[at["cmp"]]
             x, y, d = np.broadcast_arrays(*a)

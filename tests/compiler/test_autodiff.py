@@ -105,6 +105,8 @@ CASES = {
     "pad_constant": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [2, 1], [0, 3]], constant_values=2.0)", {}),
     "pad_reflect": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [2, 1], [3, 3]], mode=\"REFLECT\")", {}),
     "pad_symmetric": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [3, 2], [1, 4]], \"symmetric\")", {}),
+    "concat_last": ("input a: f32[N, 2, 3]\ninput b: f32[N, 2, 1]\noutput y = concat([a, b, a * b], axis=-1)", {}),
+    "concat_middle": ("input a: f32[N, 2, 3]\ninput b: f32[N, 4, 3]\noutput y = concat(values=[b, a], axis=1)", {}),
     "cast_f32": ("input a: f32[N, 5]\noutput y = cast(a, f32) * a", {}),
     "conv2d_same_s2": ("input x: f32[N, 5, 6, 2]\nparam w: f32[3, 2, 2, 3] = zeros()\n"
                        "output y = conv2d(x, w, strides=2, padding=\"SAME\")", {}),

@@ -813,3 +813,17 @@ def pad_vjp(x, dout, paddings, mode="CONSTANT"):
     keep = src >= 0
     np.add.at(dx, src[keep], _f64(dout)[keep])
     return dx.reshape(x.shape)
+
+
+# --------------------------------------------------------------------------- concat
+
+
+def concat(values, axis):
+    """tf.concat: join along `axis` (negative counts from the end)."""
+    return np.concatenate([_f64(v) for v in values], axis=axis)
+
+
+def concat_vjp(values, dout, axis):
+    """The gradient of each input is its slice of dout along `axis` (TF's ConcatGrad)."""
+    bounds = np.cumsum([np.shape(v)[axis] for v in values])[:-1]
+    return tuple(np.split(_f64(dout), bounds, axis=axis))
