@@ -143,7 +143,7 @@ def _alpha(v):
     # tf.nn.leaky_relu switches to maximum(alpha * x, x), a different function
     if v > 1:
         raise OpError(f"`alpha` must be at most 1, got {v}", arg="alpha", code="attr",
-                      help="for a slope above 1 write maximum({alpha} * x, x)")
+                      help=f"for a slope above 1 write maximum({v} * x, x)")
     return float(v)
 
 

@@ -281,3 +281,12 @@ def test_concat_sums_the_axis_and_reports_mismatches():
     [d] = [d for d in e.value.diagnostics if d.severity.value == "error"]
     assert "[N, 4, 4, 3] and [N, 2, 4, 3] differ on axis 1 (4 vs 2)" in d.message and "axis 3" in d.message
     assert d.help and "[N, 4, 4, _]" in d.help
+
+
+def test_activation_and_math_ops_keep_the_type():
+    x = "input x: f32[N, 3, 2]\n"
+    for op in ("relu6", "elu", "silu", "leaky_relu", "square", "sqrt", "rsqrt", "exp", "log", "abs"):
+        assert type_of(x + f"y = {op}(x)") == f32("N", 3, 2), op
+    assert type_of(x + "y = leaky_relu(features=x, alpha=0.3)") == f32("N", 3, 2)
+    assert type_of(x + "y = leaky_relu(x, alpha=1.5)") == "error: attr"     # TF's kernel needs alpha <= 1
+    assert type_of("input x: i32[N, 3]\ny = sqrt(x)") == "error: dtype"
