@@ -150,7 +150,8 @@ class Functions:
 def arg_names(node: Node) -> tuple[str, ...]:
     """C names of a node's inputs: its op's tensor arguments, then (a fused node's epilogue
     operands) vec0, vec1, ..."""
-    own = [sanitize(a.name) for a in REGISTRY[node.op].tensor_args]
+    # a list argument's items: values[0] -> values0
+    own = [sanitize(re.sub(r"\[(\d+)\]", r"\1", a)) for a in REGISTRY[node.op].input_names(len(node.inputs))]
     out = []
     for i in range(len(node.inputs)):
         name = own[i] if i < len(own) else f"vec{i - len(own)}"
