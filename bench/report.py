@@ -88,12 +88,14 @@ def ratios(row_values, baseline):
             for c, v in row_values.items()}
 
 
-def model_table(model, cells, columns, baseline, threads, sgemm_gflops):
-    """Lines of the table of one model; cells maps column -> worker result."""
+def model_table(model, cells, columns, baseline, threads, sgemm_gflops, machine=""):
+    """Lines of the table of one model; cells maps column -> worker result; machine: the
+    CPU, its ISA and core count (and cnnc's target), for the header."""
     width = 18
     lines = [f"== {model}: {spec.train_flops(model) / 1e6:.1f} MFLOP per training example, "
              f"{spec.forward_flops(model) / 1e6:.2f} MFLOP per inference example; "
-             f"{threads} threads; sgemm yardstick {sgemm_gflops:.1f} GFLOP/s",
+             f"{threads} threads; sgemm yardstick {sgemm_gflops:.1f} GFLOP/s"
+             + (f"; {machine}" if machine else ""),
              f"{'metric (median)':22s}" + "".join(f"{c:>{width}s}" for c in columns)]
     for label, key, field in ROWS:
         vals = {c: value(cells.get(c), key, field) for c in columns}

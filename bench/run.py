@@ -60,6 +60,19 @@ def cpu_name():
     return platform.processor() or "unknown"
 
 
+def machine_line():
+    """The CPU, the widest ISA its -march=native has, the cores this process may use, and
+    the target cnnc builds for (CNNC_TARGET, or native)."""
+    try:
+        from cnnc.compiler import target
+        isa = target.native().name
+        built = target.current().name
+    except Exception as exc:                  # pragma: no cover - cnnc missing or no compiler
+        isa, built = "unknown ISA", f"unknown ({exc})"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu_name()}, {isa}, {cores} cores; cnnc target {built}"
+
+
 def measure_sgemm(threads, opts):
     sizes = tuple(int(n) for n in opts["sgemm_sizes"].split(","))
     result = sgemm.yardstick(threads, sizes, max(5, opts["repeats"]), opts["timeout"])
@@ -106,7 +119,10 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(harness.BENCH_ROOT, "bench", "results",
                                                   "latest.json"))
     p.add_argument("--install", action="store_true", help="pip-install the peers first")
+    p.add_argument("--target", help="CNNC_TARGET for the cnnc column: native, avx512, avx2, neon, generic")
     a = p.parse_args(argv)
+    if a.target:
+        os.environ["CNNC_TARGET"] = a.target      # inherited by every worker; only cnnc reads it
 
     opts = dict(QUICK if a.quick else FULL)
     if a.repeats:
@@ -122,8 +138,9 @@ def main(argv=None):
 
     started = time.time()
     installed = install_peers() if a.install else None
+    machine = machine_line()
     print(f"threads {a.threads}, models {','.join(models)}, columns {','.join(columns)}, "
-          f"{'quick' if a.quick else 'full'} run", flush=True)
+          f"{'quick' if a.quick else 'full'} run; {machine}", flush=True)
     yard = measure_sgemm(a.threads, opts)
 
     cells = {}
@@ -152,7 +169,7 @@ def main(argv=None):
     print()
     for model in models:
         table = report.model_table(model, {c: cells[(model, c)] for c in columns}, columns,
-                                   a.baseline, a.threads, yard.get("gflops") or 0.0)
+                                   a.baseline, a.threads, yard.get("gflops") or 0.0, machine)
         print("\n".join(table) + "\n")
     print(report.legend(a.baseline, baseline_ok))
     for pkg, status in (installed or {}).items():
@@ -162,7 +179,7 @@ def main(argv=None):
     versions = {c["column"]: c.get("version") for c in cells.values() if c.get("version")}
     result = {
         "meta": {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-                 "cpu": cpu_name(), "threads": a.threads, "python": platform.python_version(),
+                 "cpu": cpu_name(), "machine": machine, "threads": a.threads, "python": platform.python_version(),
                  "options": opts, "baseline": a.baseline, "models": models, "columns": columns,
                  "versions": versions, "installed": installed,
                  "seconds": round(time.time() - started, 1)},

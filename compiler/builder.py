@@ -35,7 +35,7 @@ class Builder:
     def op(self, name: str, *inputs: Value, **attrs: Any) -> Value:
         """Add one node (or a composite's expansion); attrs are normalized values."""
         opdef: OpDef = REGISTRY[name]
-        full = {a.name: a.default for a in opdef.args if a.kind != "tensor"}
+        full = {a.name: a.default for a in opdef.args if not a.is_operand}
         full.update(attrs)
         if opdef.expand is not None:
             return opdef.expand(self, inputs, full)

@@ -15,7 +15,8 @@ from pathlib import Path
 import jinja2
 
 from .. import __version__
-from .kernel import PARALLEL_MIN
+from . import target
+from .kernel import PARALLEL_MIN, comment_text
 from .lower import Program
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -30,6 +31,7 @@ ENV = jinja2.Environment(
 )
 
 
+ENV.filters["inert"] = comment_text      # text from outside, inside a C comment
 ENV.filters["operands"] = lambda stmt, args: re.sub(r"@(\d+)", lambda m: args[int(m.group(1))], stmt)
 
 
@@ -68,7 +70,9 @@ def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
             used.update(re.findall(r"\bk\d+\b", " ".join(s.args + (s.src,))))
     consts = [c for c in program.consts if c[0] in used]
     ws = program.memory["workspace"]
+    tgt = target.current()
     ctx = dict(p=program, version=__version__, parallel_min=PARALLEL_MIN, symbol=program.symbol, kernels=kernels, consts=consts,
+               target=tgt.name, target_defines=target.defines(tgt),
                ws={"fixed": ws["fixed_bytes"], "per_example": ws["per_example_bytes"]})
     ctx["entries"] = {e.name: _entry(e) for e in program.entries}
     c = _tidy(ENV.get_template("module.c.j2").render(**ctx))

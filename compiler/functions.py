@@ -20,7 +20,7 @@ from pathlib import PurePath
 
 from .autodiff import GradOf
 from .ir import Graph, Node, Value, _attr_str
-from .kernel import Kernel, ctype, sanitize
+from .kernel import Kernel, c_comment, ctype, sanitize
 from .ops import REGISTRY
 
 # C keywords, and the libm names `d` + a binding could spell (drem)
@@ -144,14 +144,14 @@ class Functions:
         call = k.call or f"{node.op}({call_args})"
         lines = [f"{where}  {node.out.name} = {call} {attrs}".rstrip() + tag, shapes]
         lines.extend(k.note.splitlines())
-        text = "\n   ".join(line.replace("*/", "* /") for line in lines)
-        return f"/* {text} */"
+        return c_comment(lines)
 
 
 def arg_names(node: Node) -> tuple[str, ...]:
     """C names of a node's inputs: its op's tensor arguments, then (a fused node's epilogue
     operands) vec0, vec1, ..."""
-    own = [sanitize(a.name) for a in REGISTRY[node.op].tensor_args]
+    # a list argument's items: values[0] -> values0
+    own = [sanitize(re.sub(r"\[(\d+)\]", r"\1", a)) for a in REGISTRY[node.op].input_names(len(node.inputs))]
     out = []
     for i in range(len(node.inputs)):
         name = own[i] if i < len(own) else f"vec{i - len(own)}"

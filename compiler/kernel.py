@@ -183,6 +183,22 @@ def sanitize(name: str) -> str:
     return s if not s[0].isdigit() else "v" + s
 
 
+def comment_text(text: str) -> str:
+    """Text from outside (a file name, a scope or param name, a string) made inert inside a C
+    block comment: every character that is not printable ASCII, and the backslash (which could
+    splice lines), becomes `_`, and `*/` and `/*` are broken apart. Names reach generated C only
+    as identifiers (`sanitize`) or through here."""
+    text = "".join(c if " " <= c <= "~" and c != "\\" else "_" for c in text)
+    while "*/" in text or "/*" in text:
+        text = text.replace("*/", "* /").replace("/*", "/ *")
+    return text
+
+
+def c_comment(lines) -> str:
+    """A C block comment of `lines`, each made inert (comment_text)."""
+    return "/* " + "\n   ".join(comment_text(line) for line in lines) + " */"
+
+
 def c_float(v: float) -> str:
     """An exact float32 C literal."""
     if math.isnan(v):

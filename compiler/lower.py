@@ -14,6 +14,7 @@ output array, the grads slab) when it owns its memory, else copied there at the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 import numpy as np
 
@@ -326,7 +327,8 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
     }
     memory["total_bytes"] = {str(n): v for n, v in totals(memory, (1, 32, 256)).items()}
     manifest = _manifest(g, lw, feature_ids, entries, slots, memory)
-    return Program(g.model, sym, g.source_name, lw.functions.fns, consts, entries, lw.params_size,
+    # the file's name, not its path: the same spec gives the same C (and build) from anywhere
+    return Program(g.model, sym, PurePath(g.source_name).name, lw.functions.fns, consts, entries, lw.params_size,
                    lw.params_size * len(slots), manifest, memory)
 
 

@@ -70,6 +70,15 @@ class InputError(ValueError):
     """A missing, unknown, wrongly typed or wrongly shaped input (or output gradient)."""
 
 
+class NonFiniteError(FloatingPointError):
+    """A training step met NaN or Inf and was skipped: `input` names the input that held it, or
+    is None when the inputs were finite and training diverged. `loss` is the step's loss."""
+
+    def __init__(self, message: str, *, loss: float, input: str | None):
+        super().__init__(message)
+        self.loss, self.input = loss, input
+
+
 def type_str(dtype: str, shape) -> str:
     return f"{dtype}[{', '.join(str(d) for d in shape)}]"
 
@@ -383,7 +392,7 @@ class Model:
                 args.append(self._ffi.from_buffer(carray, extra[key]))
             else:
                 args.append(extra[key])
-        fn(*args)
+        return fn(*args)
 
     def _outputs_for(self, n: int) -> dict:
         return {("output", k): np.empty(self._concrete(shape, n), DTYPES[dt])
@@ -420,27 +429,43 @@ class Model:
         grads.update({k[1]: v for k, v in extra.items()})
         return grads
 
-    def _scalars(self, entry: str, batch: dict, extra: dict) -> dict:
+    def _scalars(self, entry: str, batch: dict, extra: dict) -> tuple[dict, dict, int]:
+        """(loss and metrics, the checked arrays, the entry point's status)."""
         arrays, n = self._batch(batch, list(self._input_types), list(self._input_types))
         results = np.empty(1 + len(self.metric_names), np.float32)
         extra[("results", None)] = results
-        self._call(entry, n, {("input", k): v for k, v in arrays.items()}, extra)
-        return dict(zip(["loss", *self.metric_names], (float(r) for r in results)))
+        status = self._call(entry, n, {("input", k): v for k, v in arrays.items()}, extra)
+        return dict(zip(["loss", *self.metric_names], (float(r) for r in results))), arrays, status
 
     @_serialized
     def train_step(self, **batch) -> dict:
-        """One optimizer step on a batch (dropout on); returns the loss and metrics before the update."""
+        """One optimizer step on a batch (dropout on); returns the loss and metrics before the
+        update. A step whose loss or gradient is not finite changes nothing (params, optimizer
+        state, step and dropout stream) and raises NonFiniteError saying why."""
         extra = {("lr", None): float(self.lr), ("t", None): int(self.step) + 1,
                  ("seed", None): int(self._rng[0]), ("counter", None): int(self._rng[1])}
-        out = self._scalars("train_step", batch, extra)
+        out, arrays, status = self._scalars("train_step", batch, extra)
+        if status:
+            raise self._not_finite(arrays, out["loss"])
         self.step += 1
         self._rng[1] += np.uint64(1)
         return out
 
+    def _not_finite(self, arrays: dict, loss: float) -> "NonFiniteError":
+        for k, arr in arrays.items():
+            if arr.dtype == np.float32 and not np.isfinite(arr).all():
+                first = int(np.flatnonzero(~np.isfinite(arr))[0])
+                where = [int(i) for i in np.unravel_index(first, arr.shape)]
+                return NonFiniteError(f"input `{k}` holds {arr.reshape(-1)[first]} at index {where}; "
+                                      "the step was skipped and the model is unchanged", loss=loss, input=k)
+        what = f"the loss is {loss}" if not math.isfinite(loss) else "a gradient is NaN or infinite"
+        return NonFiniteError(f"training diverged: {what} with finite inputs (a learning rate too high?); "
+                              "the step was skipped and the model is unchanged", loss=loss, input=None)
+
     @_serialized
     def eval_step(self, **batch) -> dict:
         """Loss and metrics on a batch, dropout off, no update."""
-        return self._scalars("eval_step", batch, {})
+        return self._scalars("eval_step", batch, {})[0]
 
     # ---------------------------------------------------------------- loops and files
 

@@ -18,6 +18,7 @@ import numpy as np
 from . import checkpoint as _checkpoint
 from .callbacks import History, ModelCheckpoint, TrainingRun
 from .data import _num_examples, batches, to_batch_dict, to_input_dict
+from .model import NonFiniteError
 
 
 class TrainingDiverged(RuntimeError):
@@ -169,7 +170,10 @@ def _train_epoch(model, arrays, run: TrainingRun, epoch: int, shuffle: bool, pro
     for i, batch in enumerate(batches(arrays, run.batch_size, shuffle=shuffle, rng=rng)):
         size = len(next(iter(batch.values())))
         step = int(model.step) + 1
-        out = model.train_step(**batch)
+        try:
+            out = model.train_step(**batch)
+        except NonFiniteError as e:            # the step changed nothing; say so, with the checkpoints
+            raise _diverged(run, epoch, step, e.loss, str(e)) from None
         loss = float(out["loss"])
         if not math.isfinite(loss):
             raise _diverged(run, epoch, step, loss, f"batch loss was {loss}")

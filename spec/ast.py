@@ -117,6 +117,7 @@ class Let:
     name: Ident
     value: Expr
     span: Span
+    origin: str | None = None      # where sugar made it: "step 2 of `stack logits`"
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,11 @@ def bind(ck, name: str, params: tuple[Arg, ...], c: ast.Call, where: list[Label]
             values[p.name] = static_value(ck, name, p, e, where)
         elif p.kind == "tensor" and tensor is not None:
             values[p.name] = tensor(e)
+        elif p.kind == "tensors" and tensor is not None:
+            if not isinstance(e, ast.ListExpr) or not e.items:
+                ck.report(error("not-tensor", f"`{p.name}` of `{name}` must be a list of tensors, "
+                                f"e.g. [a, b]", e.span, secondary=where, help=f"signature: {sig}"))
+            values[p.name] = [tensor(item) for item in e.items]
         else:
             values[p.name] = e
     return values, given

@@ -6,7 +6,7 @@ A binding whose definition failed is poisoned: later uses of it are skipped sile
 one mistake is reported once, not again at every line downstream."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ...spec import ast
 from ...spec.diagnostics import Diagnostic, Label, did_you_mean, error, warning
@@ -81,10 +81,22 @@ class Checker(Exprs, Values, LayerSugar):
 
     def statement(self, stmt) -> None:
         handler = getattr(self, "stmt_" + type(stmt).__name__)
+        origin, first = getattr(stmt, "origin", None), len(self.diags)
+        try:
+            self._run(handler, stmt)
+        finally:
+            if origin:          # a stack step's mistake says which step it is
+                self.diags[first:] = [replace(d, notes=d.notes + (f"in {origin}",))
+                                      if d.severity.value == "error" else d for d in self.diags[first:]]
+
+    def _run(self, handler, stmt) -> None:
         try:
             handler(stmt)
         except Abort:
             pass
+        except RecursionError:      # nesting deeper than Python's stack: a diagnostic, not a crash
+            self.diags.append(error("too-deep", "this statement nests its expressions too deeply to "
+                                    "check", stmt.span, help="split it into several bindings"))
 
     def report(self, diag: Diagnostic) -> None:
         self.diags.append(diag)

@@ -52,11 +52,22 @@ class Exprs:
         self.report(error("not-tensor", f"expected a tensor, found {what}", e.span))
 
     def binop(self, e: ast.BinOp):
-        a, b = self.expr(e.left), self.expr(e.right)
+        """A chain `a + b - c ...` parses left-deep: walk down its left operands in a loop, then
+        apply the operators left to right, so a sum of any length needs no recursion."""
+        chain, left = [], e
+        while isinstance(left, ast.BinOp):
+            chain.append(left)
+            left = left.left
+        acc = self.expr(left)
+        for node in reversed(chain):
+            acc = self.binary(node, acc, self.expr(node.right))
+        return acc
+
+    def binary(self, e: ast.BinOp, a, b):
         if isinstance(a, Poison) or isinstance(b, Poison):
             return POISON
         if isinstance(a, Lit) and isinstance(b, Lit):
-            return Lit(self.static(e), e.span)
+            return Lit(self.arith(e, a.value, b.value), e.span)
         a, b = self.literal_partner(a, b), self.literal_partner(b, a)
         op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[e.op]
         return self.apply(op, e, [a, b], {}, arg_exprs={"x": e.left, "y": e.right})
@@ -80,11 +91,19 @@ class Exprs:
         if opdef is None or not opdef.public:
             self.report(unknown("op", name, c.func.span, public_ops() + list(LAYERS)))
         values, given = bind(self, name, opdef.args, c, self.in_binding(c), tensor=self.operand)
-        tensors = [values[a.name] for a in opdef.tensor_args if a.name in given]
-        attrs = {a.name: values[a.name] for a in opdef.args if a.kind != "tensor"}
+        tensors, exprs = [], dict(given)
+        for a in opdef.tensor_args:
+            if a.name not in given:
+                continue
+            if a.kind == "tensors":             # a list's items are named values[0], values[1], ...
+                tensors += values[a.name]
+                exprs.update({f"{a.name}[{i}]": e for i, e in enumerate(given[a.name].items)})
+            else:
+                tensors.append(values[a.name])
+        attrs = {a.name: values[a.name] for a in opdef.args if not a.is_operand}
         if any(isinstance(t, Poison) for t in tensors):
             return POISON
-        return self.apply(name, c, tensors, attrs, arg_exprs=given)
+        return self.apply(name, c, tensors, attrs, arg_exprs=exprs)
 
     def operand(self, e):
         """An op's tensor argument; a bare number becomes an f32 scalar."""
@@ -111,6 +130,7 @@ class Exprs:
         span = arg_exprs[err.arg].span if err.arg in arg_exprs else at.span
         opdef = REGISTRY[op]
         words = {a.name: self.arg_words(arg_exprs.get(a.name), a.name) for a in opdef.args}
+        words |= {k: self.arg_words(e, k) for k, e in arg_exprs.items() if k not in words}
 
         def fill(text):
             for k, w in words.items():
@@ -119,8 +139,8 @@ class Exprs:
         message = with_op(OP_WORDS.get(op, op), fill(err.message))
         notes = [fill(n) for n in err.notes]
         if not notes:       # show what the op was given, unless the message already does
-            for a, v in zip(opdef.tensor_args, inputs):
-                note = f"`{words[a.name]}` is {v.type}"
+            for a, v in zip(opdef.input_names(len(inputs)), inputs):
+                note = f"`{words[a]}` is {v.type}"
                 if str(v.type) not in message and isinstance(v, Value) and note not in notes:
                     notes.append(note)
         if err.code == "window-empty" and inputs:

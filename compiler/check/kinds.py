@@ -34,8 +34,14 @@ def _sizes(v) -> bool:
     return isinstance(v, tuple) and all(_is_int(d) or isinstance(d, Sym) for d in v)
 
 
+def _pairs(v) -> bool:
+    return isinstance(v, tuple) and all(isinstance(p, tuple) and len(p) == 2 and all(_is_int(d) for d in p)
+                                        for p in v)
+
+
 KINDS: dict[str, Kind] = {
     "tensor": Kind("a tensor", None, static=False),
+    "tensors": Kind("a list of tensors", None, static=False),
     "initializer": Kind("an initializer call", None, static=False),
     "int": Kind("an integer", _is_int),
     "float": Kind("a number", _is_number),
@@ -44,5 +50,6 @@ KINDS: dict[str, Kind] = {
     "ints": Kind("a list of ints", _int_or_ints),
     "axes": Kind("an int or a list of ints", _int_or_ints),
     "shape": Kind("a list of sizes (ints, -1 or N)", _sizes),
+    "pairs": Kind("a list of [before, after] pairs of ints", _pairs),
     "dtype": Kind("a dtype", None),
 }

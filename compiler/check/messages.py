@@ -62,18 +62,16 @@ def window_trace(v: Value) -> str:
 
 
 def names_in(node) -> set[str]:
-    """Every name an AST mentions (references only, not declarations)."""
+    """Every name an AST mentions (references only, not declarations); a work list, not
+    recursion, so any depth of expression is fine."""
     found: set[str] = set()
-
-    def walk(n):
+    todo = [node]
+    while todo:
+        n = todo.pop()
         if isinstance(n, ast.Name):
             found.add(n.id)
         elif isinstance(n, tuple):
-            for x in n:
-                walk(x)
+            todo.extend(n)
         elif is_dataclass(n) and not isinstance(n, type):
-            for f in fields(n):
-                if f.name != "span":
-                    walk(getattr(n, f.name))
-    walk(node)
+            todo.extend(getattr(n, f.name) for f in fields(n) if f.name != "span")
     return found

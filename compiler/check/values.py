@@ -81,6 +81,14 @@ class Values:
             self.report(error("const", "an i32 const holds whole numbers only", expr.span))
         return data
 
+    def arith(self, e: ast.BinOp, a, b):
+        """`a op b` for two fixed numbers, ints staying ints where the result is whole."""
+        if e.op == "/" and b == 0:
+            self.report(error("div-zero", "division by zero", e.span))
+        r = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b}[e.op]()
+        return int(r) if isinstance(r, float) and e.op != "/" and r.is_integer() and \
+            isinstance(a, int) and isinstance(b, int) else r
+
     def static(self, expr, kind: str = "any"):
         """Evaluate a compile-time value: numbers, strings, lists, true/false/None, dtypes."""
         if isinstance(expr, ast.Number):
@@ -93,15 +101,19 @@ class Values:
             v = self.static(expr.operand)
             if isinstance(v, (int, float)):
                 return -v
-        if isinstance(expr, ast.BinOp):
-            a, b = self.static(expr.left), self.static(expr.right)
-            if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-                if expr.op == "/" and b == 0:
-                    self.report(error("div-zero", "division by zero", expr.span))
-                r = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
-                     "/": lambda: a / b}[expr.op]()
-                return int(r) if isinstance(r, float) and expr.op != "/" and r.is_integer() and \
-                    isinstance(a, int) and isinstance(b, int) else r
+        if isinstance(expr, ast.BinOp):          # left-deep chains in a loop, as exprs.binop
+            chain, left = [], expr
+            while isinstance(left, ast.BinOp):
+                chain.append(left)
+                left = left.left
+            acc = self.static(left)
+            for node in reversed(chain):
+                b = self.static(node.right)
+                if not (_is_number(acc) and _is_number(b)):
+                    self.report(error("not-static", "a fixed value (number, string or list) is needed here",
+                                      node.span))
+                acc = self.arith(node, acc, b)
+            return acc
         if isinstance(expr, ast.Name):
             if expr.id in _WORDS:
                 return _WORDS[expr.id]
@@ -113,3 +125,7 @@ class Values:
             return expr.id        # a bare word, e.g. activation=relu; the consumer validates it
         self.report(error("not-static", "a fixed value (number, string or list) is needed here",
                           expr.span))
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -27,14 +27,19 @@ class OpError(Exception):
 class Arg:
     """One argument of an op as a spec writes it.
 
-    kind: "tensor" (an operand) or a static kind of the table in compiler/check/kinds.py
-    (int, ints, float, str, bool, dtype, axes, shape)."""
+    kind: "tensor" (an operand), "tensors" (a list of operands, as concat's `values`; at most
+    one per op) or a static kind of the table in compiler/check/kinds.py
+    (int, ints, float, str, bool, dtype, axes, shape, pairs)."""
 
     name: str
     kind: str = "tensor"
     default: Any = REQUIRED
     convert: Callable[[Any], Any] | None = None   # normalize a static value; raises OpError
     aliases: tuple[str, ...] = ()
+
+    @property
+    def is_operand(self) -> bool:
+        return self.kind in ("tensor", "tensors")
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,17 @@ class OpDef:
 
     @property
     def tensor_args(self) -> tuple[Arg, ...]:
-        return tuple(a for a in self.args if a.kind == "tensor")
+        return tuple(a for a in self.args if a.is_operand)
+
+    def input_names(self, count: int) -> tuple[str, ...]:
+        """The argument each of a node's `count` inputs is: a list argument's items are
+        `values[0]`, `values[1]`, ... (it takes what the others leave)."""
+        args = self.tensor_args
+        items = count - (len(args) - 1)
+        out: list[str] = []
+        for a in args:
+            out += [f"{a.name}[{i}]" for i in range(items)] if a.kind == "tensors" else [a.name]
+        return tuple(out)
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -68,4 +83,4 @@ def public_ops() -> list[str]:
 
 
 # Importing the families fills REGISTRY.
-from . import elementwise, conv, pool, reduce, shape, nn, losses, depthwise, resize  # noqa: E402,F401
+from . import elementwise, conv, pool, reduce, shape, pad, nn, losses, depthwise, resize  # noqa: E402,F401

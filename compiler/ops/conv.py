@@ -5,6 +5,7 @@ from ..types import Sym, TensorType
 from . import Arg, OpDef, OpError, register
 from .common import need_float, need_rank, padding, static_dim, to_pair
 from .window import out_size, pads, transpose_sizes
+from .. import target
 from ..kernel import Kernel, Lin, record, threads_when
 
 
@@ -33,11 +34,12 @@ def conv2d_kernel(node):
     p, note = conv_geometry(x.type.shape, f.type.shape[:2], node.out.type.shape, **_sp(node))
     # scratch: the input with its zero border, so every window lies inside
     padded = _padded_floats(p.oh, p.ow, p.sh, p.sw, p.kh, p.kw, p.c)
-    # The micro-kernel reads the filter's rows of oc floats unpacked when every panel (at most
-    # 32 wide) is whole and a row spans at most 512 bytes: a strided B panel then stays in L2,
-    # and no thread packs (and passes between cores) a filter copy on each call. Measured on
-    # flowers at batch 1: conv3 -4%, conv4 -7%; at 256+ channels the stride would thrash L2 sets.
-    filter_direct = p.oc % 32 == 0 and p.oc <= 128
+    # The micro-kernel reads the filter's rows of oc floats unpacked when every panel (the
+    # target's tile width) is whole and a row spans at most 512 bytes: a strided B panel then
+    # stays in L2, and no thread packs (and passes between cores) a filter copy on each call.
+    # Measured on flowers at batch 1 (AVX-512): conv3 -4%, conv4 -7%; at 256+ channels the
+    # stride would thrash L2 sets.
+    filter_direct = p.oc % target.current().nr == 0 and p.oc <= 128
     p = record(**dict(p.items), epilogue=(), vec_args=(), epilogue_index="column",  # fuse.py may fill them
                filter_direct=filter_direct)
     return Kernel("conv2d.c.j2", p, note, scratch=Lin.of(x.type.shape[0]) * (4 * padded))
@@ -48,9 +50,9 @@ def conv2d_transpose_kernel(node):
     dy with the filter turned 180 degrees at stride 1, otherwise a gather GEMM."""
     x, f = node.inputs
     p, note = conv_geometry(node.out.type.shape, f.type.shape[:2], x.type.shape, **_sp(node))
-    # With fewer input channels than half a micro-tile (32 columns), the gather GEMM would
+    # With fewer input channels than half a micro-tile's columns, the gather GEMM would
     # mostly multiply padding: use GEMM-then-col2im, whose scratch holds a tile of windows.
-    if p.c < 16:
+    if p.c < target.current().nr // 2:
         k = p.kh * p.kw * p.c
         tile = max(64, min(4096, (1 << 20) // k))
         p = record(**dict(p.items), col2im=True, direct=False, tile=tile)
@@ -66,10 +68,10 @@ def conv2d_transpose_kernel(node):
 def conv2d_backprop_filter_kernel(node):
     x, dout = node.inputs
     p, note = conv_geometry(x.type.shape, node.attrs["filter_shape"][:2], dout.type.shape, **_sp(node))
-    # partials: one filter gradient per extra thread (CG_MAX_THREADS = 8 in gemm_core.h);
-    # scratch: the input with its zero border, plus slack the last row tiles read
+    # partials: one filter gradient per extra thread (CG_MAX_THREADS in gemm_core.h);
+    # scratch: the input with its zero border, plus slack the last row tiles read (MR floats)
     padded = _padded_floats(p.oh, p.ow, p.sh, p.sw, p.kh, p.kw, p.c) + 16
-    p = record(**dict(p.items), partials=7 * p.kh * p.kw * p.c * p.oc)
+    p = record(**dict(p.items), partials=(target.MAX_THREADS - 1) * p.kh * p.kw * p.c * p.oc)
     return Kernel("conv2d_backprop_filter.c.j2", p, note, scratch=Lin.of(x.type.shape[0]) * (4 * padded))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..types import BroadcastError, TensorType, broadcast_shapes
 from . import Arg, OpDef, OpError, register
 from .common import need_dtype, shape_str
-from ..kernel import ALIAS, elementwise
+from ..kernel import ALIAS, c_float, elementwise
 
 X, Y = Arg("x"), Arg("y")
 
@@ -134,6 +134,62 @@ for _name, _doc, _expr in (("relu_grad", "dout where y > 0", "({1} > 0.0f ? {2} 
                            ("tanh_grad", "dout * (1 - y*y)", "{2} * (1.0f - {1} * {1})")):
     register(OpDef(_name, (Arg("y"), Arg("dout")), _act_grad_shape, public=False,
                    kernel=elementwise(_expr), doc=_doc))
+
+
+# ---------------------------------------------------------------- more activations and tf.math
+
+def _alpha(v):
+    # TF's LeakyRelu kernel computes x > 0 ? x : alpha * x only for alpha <= 1; above that
+    # tf.nn.leaky_relu switches to maximum(alpha * x, x), a different function
+    if v > 1:
+        raise OpError(f"`alpha` must be at most 1, got {v}", arg="alpha", code="attr",
+                      help=f"for a slope above 1 write maximum({v} * x, x)")
+    return float(v)
+
+
+def _with_alpha(template: str):
+    def rule(node):
+        return elementwise(template.replace("ALPHA", c_float(node.attrs["alpha"])))(node)
+    return rule
+
+
+register(OpDef("leaky_relu", (Arg("features", aliases=("x",)), Arg("alpha", "float", 0.2, convert=_alpha)),
+               _float_unary,
+               lambda b, n, dout: (b.op("leaky_relu_grad", n.inputs[0], dout, alpha=n.attrs["alpha"]),),
+               # NaN fails x > 0 and stays NaN through alpha * x, as in TF
+               kernel=_with_alpha("({1} > 0.0f ? {1} : ALPHA * {1})"), doc="x where x > 0, else alpha * x"))
+register(OpDef("leaky_relu_grad", (Arg("features"), Arg("dout"), Arg("alpha", "float")), _act_grad_shape,
+               public=False, kernel=_with_alpha("({1} > 0.0f ? {2} : ALPHA * {2})"),
+               doc="dout where x > 0, else alpha * dout (TF's LeakyReluGrad)"))
+
+
+def _unary(name, arg, doc, expr, grad_of, grad_expr, grad_doc):
+    """A float unary op and its private gradient op `<name>_grad(grad_of, dout)`; grad_of is
+    "x" (the input) or "y" (the output), whichever TF's gradient kernel reads."""
+    def vjp(b, node, dout):
+        return (b.op(name + "_grad", node.inputs[0] if grad_of == "x" else node.out, dout),)
+    register(OpDef(name, (Arg(arg, aliases=("x",) if arg != "x" else ()),), _float_unary, vjp,
+                   kernel=elementwise(expr), doc=doc))
+    register(OpDef(name + "_grad", (Arg(grad_of), Arg("dout")), _act_grad_shape, public=False,
+                   kernel=elementwise(grad_expr), doc=grad_doc))
+
+
+# Every expression keeps a NaN input NaN (comparisons with NaN are false), as TF's kernels do.
+_unary("relu6", "features", "min(max(x, 0), 6)", "({1} < 0.0f ? 0.0f : ({1} > 6.0f ? 6.0f : {1}))",
+       "y", "({1} > 0.0f && {1} < 6.0f ? {2} : 0.0f)", "dout where 0 < y < 6 (TF's Relu6Grad)")
+_unary("elu", "features", "x where x >= 0, else exp(x) - 1", "({1} < 0.0f ? expm1f({1}) : {1})",
+       "y", "({1} < 0.0f ? {2} * ({1} + 1.0f) : {2})", "dout * (y + 1) where y < 0 (TF's EluGrad)")
+_unary("silu", "features", "x * sigmoid(x)", "{1} / (1.0f + expf(-{1}))",
+       "x", "{2} * (1.0f / (1.0f + expf(-{1}))) * (1.0f + {1} * (1.0f - 1.0f / (1.0f + expf(-{1}))))",
+       "dout * s * (1 + x * (1 - s)), s = sigmoid(x) (TF's silu gradient)")
+_unary("square", "x", "x * x", "{1} * {1}", "x", "{2} * 2.0f * {1}", "dout * 2x")
+_unary("sqrt", "x", "square root", "sqrtf({1})", "y", "{2} * 0.5f / {1}", "dout * 0.5 / y (TF's SqrtGrad)")
+_unary("rsqrt", "x", "1 / sqrt(x)", "1.0f / sqrtf({1})", "y", "{2} * -0.5f * {1} * {1} * {1}",
+       "dout * -0.5 * y^3 (TF's RsqrtGrad)")
+_unary("exp", "x", "e ** x", "expf({1})", "y", "{2} * {1}", "dout * y")
+_unary("log", "x", "natural logarithm", "logf({1})", "x", "{2} / {1}", "dout / x")
+_unary("abs", "x", "|x|", "fabsf({1})", "x", "({1} > 0.0f ? {2} : ({1} < 0.0f ? -{2} : 0.0f))",
+       "dout * sign(x), 0 at 0")
 
 
 # ---------------------------------------------------------------- casts and broadcasting

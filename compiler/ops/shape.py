@@ -1,12 +1,14 @@
-"""Ops that only rearrange values: reshape (with -1 inference), transpose, expand_dims, squeeze."""
+"""Ops that only rearrange values: reshape (with -1 inference), transpose, expand_dims, squeeze,
+concat (the variadic op: its `values` is a list of tensors)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from ..types import Sym, TensorType, dim_str
 from . import Arg, OpDef, OpError, register
 from .common import norm_axis, shape_str
-from ..kernel import ALIAS, contiguous_strides, nest, pointwise
+from ..kernel import ALIAS, Kernel, Lin, contiguous_strides, nest, pointwise, record, split_axis
 
 
 def _factors(t: TensorType) -> str:
@@ -123,3 +125,80 @@ register(OpDef("expand_dims", (Arg("input"), Arg("axis", "int")), expand_dims_sh
                kernel=lambda node: ALIAS, doc="insert an axis of size 1"))
 register(OpDef("squeeze", (Arg("input"), Arg("axis", "axes", None)), squeeze_shape, _reshape_vjp,
                kernel=lambda node: ALIAS, doc="remove axes of size 1"))
+
+
+# ---------------------------------------------------------------- concat: a variadic op
+
+def concat_shape(ins, attrs):
+    first = ins[0]
+    if first.rank == 0:
+        raise OpError(f"cannot concatenate scalars: `{{values[0]}}` is {first}", arg="values[0]",
+                      code="concat", help="give them an axis first, e.g. expand_dims(x, 0)")
+    axis = norm_axis(attrs["axis"], first.rank)
+    total = 0
+    for i, t in enumerate(ins):
+        if t.dtype != first.dtype:
+            raise OpError(f"`{{values[{i}]}}` is {t} but `{{values[0]}}` is {first}: dtypes differ",
+                          arg=f"values[{i}]", code="dtype", help=f"cast it: cast({{values[{i}]}}, {first.dtype})")
+        notes = [f"`{{values[0]}}` is {first}", f"`{{values[{i}]}}` is {t}"]
+        want = shape_str(first.shape[:axis] + ("_",) + first.shape[axis + 1:]) if first.rank else ""
+        if t.rank != first.rank:
+            raise OpError(f"cannot join a {first.rank}-D and a {t.rank}-D tensor along axis {axis}",
+                          arg=f"values[{i}]", code="concat", notes=notes,
+                          help=f"every input must be {first.rank}-D with the sizes {want} (_: any)")
+        clash = next((k for k, (a, b) in enumerate(zip(first.shape, t.shape)) if k != axis and a != b), None)
+        if clash is not None:
+            raise OpError(f"shapes {shape_str(first.shape)} and {shape_str(t.shape)} differ on axis {clash} "
+                          f"({dim_str(first.shape[clash])} vs {dim_str(t.shape[clash])}), but concat joins "
+                          f"them along axis {axis}", arg=f"values[{i}]", code="concat", notes=notes,
+                          help=f"every input needs the sizes {want} (_: any): all axes but axis {axis} must match")
+        if isinstance(t.shape[axis], Sym):
+            raise OpError(f"axis {axis} is the batch ({dim_str(t.shape[axis])}); concat joins "
+                          "examples' features, not batches", arg="axis", code="concat",
+                          help="concatenate along a feature axis, e.g. axis=-1")
+        total += t.shape[axis]
+    return first.with_shape(first.shape[:axis] + (total,) + first.shape[axis + 1:])
+
+
+def _concat_vjp(b, node, dout):
+    axis = node.attrs["axis"] % dout.type.rank
+    grads, begin = [], 0
+    for v in node.inputs:
+        size = v.type.shape[axis]
+        grads.append(b.op("concat_slice", dout, axis=axis, begin=begin, size=size))
+        begin += size
+    return tuple(grads)
+
+
+def concat_kernel(node):
+    """Each input fills its band of every output row: rows = the axes before `axis`."""
+    axis = node.attrs["axis"] % node.out.type.rank
+    rows, width, inner = split_axis(node.out.type, axis)
+    bands, at = [], Lin()
+    for v in node.inputs:
+        w = Lin.of(v.type.shape[axis]) * inner
+        bands.append((at, w))
+        at = at + w
+    return Kernel("concat.c.j2", record(rows=rows, out_width=width * inner, bands=tuple(bands)))
+
+
+def _slice_shape(ins, attrs):
+    d, axis = ins[0], attrs["axis"]
+    return d.with_shape(d.shape[:axis] + (attrs["size"],) + d.shape[axis + 1:])
+
+
+def concat_slice_kernel(node):
+    """out = dout[..., begin:begin + size, ...] along `axis`: a strided copy."""
+    axis, out = node.attrs["axis"], node.out.type.shape
+    src = contiguous_strides(node.inputs[0].type.shape)
+    n = nest(out, [contiguous_strides(out), src])
+    offset = src[axis] * node.attrs["begin"]
+    n = replace(n, idx=(n.idx[0], f"{offset} + {n.idx[1]}" if node.attrs["begin"] else n.idx[1]))
+    return pointwise(n, "{0} = {1};")
+
+
+register(OpDef("concat", (Arg("values", "tensors"), Arg("axis", "int")), concat_shape, _concat_vjp,
+               kernel=concat_kernel, doc="join tensors along an axis"))
+register(OpDef("concat_slice", (Arg("dout"), Arg("axis", "int"), Arg("begin", "int"), Arg("size", "int")),
+               _slice_shape, public=False, kernel=concat_slice_kernel,
+               doc="the band of dout one concat input produced"))

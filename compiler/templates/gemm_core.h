@@ -6,21 +6,33 @@
 #include <omp.h>
 #endif
 
+/* The target's shape comes from the generator (compiler/target.py), defined before this
+ * header: CG_VL floats per vector; micro-tiles of CG_MR rows x CG_NRV vectors, whose
+ * accumulators, B vectors and a broadcast of A fit the vector registers (AVX-512 12 x 2 of 16,
+ * AVX2 6 x 2 of 8, NEON 8 x 3 of 4, generic 6 x 2 of 4); blocks of CG_KC (depth), CG_MC (rows)
+ * and CG_NC (columns, a multiple of CG_NRV * CG_VL); CG_MAX_THREADS packing buffers. */
+#if !defined(CG_VL) || !defined(CG_MR) || !defined(CG_NRV) || !defined(CG_KC) || !defined(CG_MC) || \
+    !defined(CG_NC) || !defined(CG_MAX_THREADS)
+#error "gemm_core.h: define CG_VL, CG_MR, CG_NRV, CG_KC, CG_MC, CG_NC and CG_MAX_THREADS (compiler/target.py)"
+#endif
+#if CG_MR > 16 || CG_NRV > 4
+#error "gemm_core.h: its loops unroll at most 16 rows and 4 vectors"
+#endif
+/* model.c compiled without its target's flags (by hand, without -march): vectors no wider
+ * than the compiler was told the CPU has, so the code stays correct and warning-free. */
 #if defined(__AVX512F__)
-#define CG_VL 16
+#define CG_ISA_VL 16
 #elif defined(__AVX__)
-#define CG_VL 8
+#define CG_ISA_VL 8
 #else
-#define CG_VL 4
+#define CG_ISA_VL 4
+#endif
+#if CG_VL > CG_ISA_VL
+#undef CG_VL
+#define CG_VL CG_ISA_VL
 #endif
 typedef float cg_vf __attribute__((vector_size(CG_VL * 4), aligned(4)));
-#define CG_MR 12
-#define CG_NRV 2
 #define CG_NR (CG_NRV * CG_VL)
-#define CG_KC 256
-#define CG_MC 96
-#define CG_NC 1024
-#define CG_MAX_THREADS 8
 
 /* A packer writes rows i0..i0+mc-1, columns p0..p0+kc-1 of A as MR-row slivers, k-major,
  * zero-padding rows past mc. A B packer writes rows p0..p0+kc-1, columns j0..j0+nc-1 of B as
@@ -33,8 +45,41 @@ typedef void (*cg_pack_b)(const void *ctx, int p0, int kc, int j0, int nc, float
  * while the block is still in cache, instead of as another pass over the whole output. */
 typedef void (*cg_epi)(const void *ctx, float *c, long ldc, int rows, int j0, int cols);
 
-static float cg_bpack[CG_MAX_THREADS][CG_KC * (CG_NC + CG_NR)] __attribute__((aligned(64), unused));
-static float cg_apack[CG_MAX_THREADS][(CG_MC + CG_MR) * CG_KC] __attribute__((aligned(64), unused));
+/* Packing buffers: each OS thread has its own, made on its first use (thread-local), so
+ * models running at the same time on different threads (each with its own OpenMP team) never
+ * share one. Where a thread reads a team member's buffer (partial sums, a filter packed once
+ * for all), it finds it through cg_team_bpacks. */
+static _Thread_local float cg_bpack[CG_KC * (CG_NC + CG_NR)] __attribute__((aligned(64)));
+static _Thread_local float cg_apack[(CG_MC + CG_MR) * CG_KC] __attribute__((aligned(64)));
+static _Thread_local float *cg_team_table[CG_MAX_THREADS];
+
+/* The B packing buffer of every thread of the calling team, by thread number: one thread of
+ * the team lends its table, and each writes its own buffer into it. Every thread of the team
+ * must call it at the same point, and read another's entry only after a barrier that follows.
+ * (An entry's value is fixed for its thread, so a table a later call lends holds the same.) */
+static inline float *const *cg_team_bpacks(int t)
+{
+    float **table = cg_team_table;
+#ifdef _OPENMP
+#pragma omp single copyprivate(table)
+    table = cg_team_table;
+#endif
+    table[t] = cg_bpack;
+    return table;
+}
+
+/* One buffer for the whole team: the thread-local `own` of one team member (a filter the
+ * threads pack together and all read, the filter gradient's partial sums). Every thread of the
+ * team must call it at the same point; it ends with the team's barrier. */
+static inline float *cg_team_buffer(float *own)
+{
+    float *buffer = own;
+#ifdef _OPENMP
+#pragma omp single copyprivate(buffer)
+    buffer = own;
+#endif
+    return buffer;
+}
 
 /* Threads for one product: what OpenMP would use, capped at the packing buffers we have. */
 static inline int cg_threads(void)
@@ -92,13 +137,16 @@ static const float cg_zero[CG_ZLEN] __attribute__((aligned(64), unused));
 static inline void cg_gather_rows(const float *const row[CG_MR], int len, float *restrict out)
 {
     for (int j = 0; j < len; j++) {
-#pragma GCC unroll 12
+#pragma GCC unroll 16
         for (int i = 0; i < CG_MR; i++) out[j * CG_MR + i] = row[i][j];
     }
 }
 
-static inline cg_vf cg_load(const float *p) { cg_vf v; memcpy(&v, p, sizeof v); return v; }
-static inline void cg_store(float *p, cg_vf v) { memcpy(p, &v, sizeof v); }
+/* Unaligned vector loads and stores of floats (may_alias: any float array may be read so).
+ * Not memcpy: GCC then routes the micro-kernels' B vectors through the stack. */
+typedef float cg_vfm __attribute__((vector_size(CG_VL * 4), aligned(4), may_alias));
+static inline cg_vf cg_load(const float *p) { return *(const cg_vfm *)p; }
+static inline void cg_store(float *p, cg_vf v) { *(cg_vfm *)p = v; }
 
 /* Store (or add) a micro-tile's accumulators into C; edge tiles keep only mr x nr of them. */
 static inline void cg_writeback(cg_vf acc[CG_MR][CG_NRV], float *restrict c, int ldc, int mr, int nr,
@@ -121,33 +169,37 @@ static inline void cg_writeback(cg_vf acc[CG_MR][CG_NRV], float *restrict c, int
             c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + tile[i * CG_NR + j];
 }
 
-/* One k step shared by the micro-kernels: the B panel row at b times the 12 values of A in
- * ak, into acc. A narrow panel (at most one vector of real columns) skips the second vector;
- * the flag is the same for every k, so the compiler moves the test out of the k loop. */
-static inline __attribute__((always_inline)) void
-cg_step(cg_vf acc[CG_MR][CG_NRV], const float ak[CG_MR], const float *restrict b, int narrow)
-{
-    const cg_vf b0 = cg_load(b);
-    if (narrow) {
-#pragma GCC unroll 12
-        for (int i = 0; i < CG_MR; i++)
-            acc[i][0] += ak[i] * b0;
-        return;
-    }
-    const cg_vf b1 = cg_load(b + CG_VL);
-#pragma GCC unroll 12
-    for (int i = 0; i < CG_MR; i++) {
-        acc[i][0] += ak[i] * b0;
-        acc[i][1] += ak[i] * b1;
-    }
-}
+/* The k loop shared by the micro-kernels, inside a function that has `acc[CG_MR][CG_NRV]`
+ * and `nr`: for k < kc, acc[i][j] += A(i, k) * (vector j of B's row k), where `aik` is an
+ * expression for A(i, k) in i and k and `bk` one for the address of B's row k. A narrow panel
+ * (at most one vector of real columns) takes only the first vector. The two loops are
+ * written out, not one loop with a test inside: with the test inside, GCC kept fewer
+ * accumulators in registers (AVX2 6 x 2: 4 stack accesses and 14 more loads per k step). */
+#define CG_KLOOP(kc, aik, bk)                                                                            \
+    do {                                                                                                 \
+        if (nr <= CG_VL)                                                                                 \
+            for (int k = 0; k < (kc); k++) {                                                             \
+                const cg_vf b0_ = cg_load(bk);                                                           \
+                _Pragma("GCC unroll 16") for (int i = 0; i < CG_MR; i++) acc[i][0] += (aik) * b0_;       \
+            }                                                                                            \
+        else                                                                                             \
+            for (int k = 0; k < (kc); k++) {                                                             \
+                const float *restrict bk_ = (bk);                                                        \
+                cg_vf bv_[CG_NRV];                                                                       \
+                _Pragma("GCC unroll 4") for (int j = 0; j < CG_NRV; j++) bv_[j] = cg_load(bk_ + j * CG_VL); \
+                _Pragma("GCC unroll 16") for (int i = 0; i < CG_MR; i++) {                               \
+                    const float a_ = (aik);                                                              \
+                    _Pragma("GCC unroll 4") for (int j = 0; j < CG_NRV; j++) acc[i][j] += a_ * bv_[j];   \
+                }                                                                                        \
+            }                                                                                            \
+    } while (0)
 
+/* A micro-tile from packed slivers: A's column k is MR floats at a + k*MR, B's row NR at b + k*NR. */
 static inline void cg_micro(int kc, const float *restrict a, const float *restrict b,
                      float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
     cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
-    for (int k = 0; k < kc; k++)
-        cg_step(acc, a + k * CG_MR, b + k * CG_NR, nr <= CG_VL);
+    CG_KLOOP(kc, a[k * CG_MR + i], b + k * CG_NR);
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
@@ -160,16 +212,12 @@ cg_micro_ptr(int kc, int nkh, long rs, const float *const a[CG_MR], const float 
 {
     cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
     for (int r = 0; r < nkh; r++) {
-        const long o = r * rs;
-        const float *a0 = a[0] + o, *a1 = a[1] + o, *a2 = a[2] + o, *a3 = a[3] + o, *a4 = a[4] + o,
-                    *a5 = a[5] + o, *a6 = a[6] + o, *a7 = a[7] + o, *a8 = a[8] + o, *a9 = a[9] + o,
-                    *a10 = a[10] + o, *a11 = a[11] + o;
+        const float *ar[CG_MR];
+#pragma GCC unroll 16
+        for (int i = 0; i < CG_MR; i++)
+            ar[i] = a[i] + r * rs;
         const float *restrict br = b + (long)r * kc * ldb;
-        for (int k = 0; k < kc; k++) {
-            const float ak[CG_MR] = {a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k],
-                                     a11[k]};
-            cg_step(acc, ak, br + k * ldb, nr <= CG_VL);
-        }
+        CG_KLOOP(kc, ar[i][k], br + k * ldb);
     }
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
@@ -210,8 +258,8 @@ cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, 
         long j0, j1;
         cg_share(N, CG_NR, t, nt, &j0, &j1);
         if (j0 < j1) {
-            cg_gemm_block(0, M, (int)j0, (int)j1, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t],
-                          cg_bpack[t]);
+            cg_gemm_block(0, M, (int)j0, (int)j1, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack,
+                          cg_bpack);
             if (epi)
                 epi(ectx, C, ldc, M, (int)j0, (int)(j1 - j0));
         }
@@ -219,8 +267,8 @@ cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, 
         long m0, m1;
         cg_share(M, CG_MR, t, nt, &m0, &m1);
         if (m0 < m1) {
-            cg_gemm_block((int)m0, (int)m1, 0, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack[t],
-                          cg_bpack[t]);
+            cg_gemm_block((int)m0, (int)m1, 0, N, 0, K, pa, actx, pb, bctx, C, ldc, accumulate, cg_apack,
+                          cg_bpack);
             if (epi)
                 epi(ectx, C + m0 * ldc, ldc, (int)(m1 - m0), 0, N);
         }
@@ -291,7 +339,8 @@ cg_gemm_small_m_part(int M, int N, int K, const cg_dense *A, const cg_dense *B, 
 {
     long k0, k1;
     cg_share(K, 1, t, nt, &k0, &k1);
-    float *dst = t == 0 ? C : cg_bpack[t];
+    float *const *team = cg_team_bpacks(t);
+    float *dst = t == 0 ? C : cg_bpack;
     const int ld = t == 0 ? ldc : N;
     for (int i = 0; i < M; i++)
         memset(dst + (long)i * ld, 0, (size_t)N * sizeof(float));
@@ -327,7 +376,7 @@ cg_gemm_small_m_part(int M, int N, int K, const cg_dense *A, const cg_dense *B, 
     long j0, j1;
     cg_share(N, 1, t, nt, &j0, &j1);
     for (int u = 1; u < nt; u++)
-        cg_add_block(C, ldc, cg_bpack[u], N, 0, M, j0, j1);
+        cg_add_block(C, ldc, team[u], N, 0, M, j0, j1);
     if (epi && j0 < j1)
         epi(ectx, C, ldc, M, j0, j1 - j0);
 }
@@ -451,7 +500,7 @@ static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp
 
 /* conv2d forward without packing A. The input is first copied into `xpad` with its zero
  * border, so every window lies inside; in NHWC the KW*C values of one kernel row of a window
- * are then contiguous, and a micro-tile reads its 12 output pixels' rows through pointers.
+ * are then contiguous, and a micro-tile reads its MR output pixels' rows through pointers.
  * K is walked by kernel rows (kh), short ones several to a call; B (the filter, as rows
  * (kh, kw, c)) comes through a packer, or is read as it is (bdirect). Threads split the
  * output pixels. */
@@ -473,12 +522,12 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
        is as fast and keeps the panel in the core that reads it. Either happens before the
        barrier the zero-border copy needs anyway. Otherwise each thread packs slice by slice.
        bdirect: the filter as rows of OC floats, which the caller says the micro-kernel may
-       read as they are (OC a multiple of 32, so of every panel width, and rows short
+       read as they are (OC a multiple of the panel width, CG_NR, and rows short
        enough for the caches): then nothing is packed at all. */
     const int direct = bdirect != 0;
     const int whole = !direct && OC <= CG_NC && (long)K * panels * CG_NR <= CG_KC * (CG_NC + CG_NR);
     const int shared = whole && panels >= nt;
-    float *bp = shared ? cg_bpack[0] : cg_bpack[t];
+    float *bp = shared ? cg_team_buffer(cg_bpack) : cg_bpack;
     cg_pad_input(g, batch, xpad, Hp, Wp, t, nt);
     if (shared) {
         long p0, p1;
@@ -552,8 +601,7 @@ static inline void cg_micro_cols(int kc, const float *const *cols, long off, con
                                  float *restrict c, int ldc, int mr, int nr, int accumulate)
 {
     cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
-    for (int k = 0; k < kc; k++)
-        cg_step(acc, cols[k] + off, b + k * CG_NR, nr <= CG_VL);
+    CG_KLOOP(kc, cols[k][off + i], b + k * CG_NR);
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
@@ -564,18 +612,17 @@ static inline void cg_micro_gather(int kc, const float *const *cols, const long 
                                    int accumulate)
 {
     cg_vf acc[CG_MR][CG_NRV] = { { {0} } };
-    for (int k = 0; k < kc; k++) {
-        const float *ak = cols[k];
-        const float row[CG_MR] = {ak[off[0]], ak[off[1]], ak[off[2]], ak[off[3]], ak[off[4]], ak[off[5]],
-                                  ak[off[6]], ak[off[7]], ak[off[8]], ak[off[9]], ak[off[10]], ak[off[11]]};
-        cg_step(acc, row, b + k * CG_NR, nr <= CG_VL);
-    }
+    long o[CG_MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < CG_MR; i++)
+        o[i] = off[i];
+    CG_KLOOP(kc, cols[k][o[i]], b + k * CG_NR);
     cg_writeback(acc, c, ldc, mr, nr, accumulate);
 }
 
 /* conv2d filter gradient without packing A: df[(kh, kw, c), oc] = sum over pixels p of
  * xpad_window(p)[kh][(kw, c)] * dy[p, oc]. For one pixel and kernel row the (kw, c) values are
- * contiguous in xpad, so the micro-kernel reads 12 rows of A from one pointer per pixel. The
+ * contiguous in xpad, so the micro-kernel reads MR rows of A from one pointer per pixel. The
  * pixels are split among threads, each summing into its own partial (thread 0 into df); the
  * partials are added in thread order: deterministic for a given thread count. `xpad` holds the
  * padded input plus MR floats of slack; `partials` (CG_MAX_THREADS - 1) filter-sized blocks. */
@@ -598,7 +645,7 @@ cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, f
     float *dst = t == 0 ? df : partials + (long)(t - 1) * rows * OC;
     if (k0 >= k1)
         memset(dst, 0, (size_t)rows * OC * sizeof(float));
-    float *bp = cg_bpack[t];
+    float *bp = cg_bpack;
     const float *cols[CG_KC];
     for (int pc = k0; pc < k1; pc += CG_KC) {
         int kc = k1 - pc < CG_KC ? k1 - pc : CG_KC;
@@ -609,7 +656,7 @@ cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, f
             cg_dense b = {.p = dy, .rs = OC, .cs = 1};
             cg_pack_b_dense(&b, pc, kc, jc, nc, bp);
             for (int jr = 0; jr < nc; jr += CG_NR)   /* one B panel stays in L1 while A streams */
-                /* Tiles of 12 filter rows (kh, kw, c) run across kernel rows, so a short
+                /* Tiles of MR filter rows (kh, kw, c) run across kernel rows, so a short
                    row (kw * c = 15 for an RGB input) does not leave most of a tile empty. */
                 for (int r0 = 0; r0 < rows; r0 += CG_MR) {
                     const int kh = r0 / rowlen, mr = rows - r0 < CG_MR ? rows - r0 : CG_MR;

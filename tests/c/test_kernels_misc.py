@@ -11,6 +11,16 @@ from tests.reference.finite_diff import numeric_vjp
 from .conftest import N, Case, away_from_zero, check_case, ints, normal, run_zoo
 
 
+def spread_with_nan(rng, shape):
+    x = (4 * rng.standard_normal(shape)).astype(np.float32)
+    x.reshape(-1, shape[-1])[:, 1] = np.nan
+    return x
+
+
+def positive(rng, shape):
+    return rng.uniform(0.25, 3.0, shape).astype(np.float32)
+
+
 def binary_cases():
     shapes = [((N, 3, 4), (N, 3, 4)), ((N, 3, 4), (4,)), ((N, 1, 4), (3, 1)), ((), (N, 5)), ((N, 5), ()),
               ((2, 1, 3), (4, 1)), ((N, 1, 3), (1, 4, 1))]
@@ -27,6 +37,18 @@ def unary_cases():
     cases = []
     for op in ("relu", "sigmoid", "tanh"):
         cases.append(Case(op, op, [((N, 3, 5), "f32", normal)], {}, ref=getattr(ref, op), vjp=getattr(ref, op + "_vjp")))
+    # activations over [-12, 12] (relu6's upper kink too) with a NaN in each row: TF keeps it NaN
+    for op in ("relu6", "elu", "silu"):
+        cases.append(Case(op, op, [((N, 3, 5), "f32", spread_with_nan)], {}, ref=getattr(ref, op),
+                          vjp=getattr(ref, op + "_vjp")))
+    for alpha in (0.2, 0.01):
+        cases.append(Case(f"leaky_relu_{alpha}", "leaky_relu", [((N, 3, 5), "f32", spread_with_nan)],
+                          dict(alpha=alpha), ref=lambda x, a=alpha: ref.leaky_relu(x, a),
+                          vjp=lambda x, d, a=alpha: ref.leaky_relu_vjp(x, d, a)))
+    for op in ("square", "exp", "abs"):
+        cases.append(Case(op, op, [((N, 7), "f32", normal)], {}, ref=getattr(ref, op), vjp=getattr(ref, op + "_vjp")))
+    for op in ("sqrt", "rsqrt", "log"):
+        cases.append(Case(op, op, [((N, 7), "f32", positive)], {}, ref=getattr(ref, op), vjp=getattr(ref, op + "_vjp")))
     cases.append(Case("neg", "neg", [((N, 7), "f32", normal)], {}, ref=lambda x: -x.astype(np.float64),
                       vjp=lambda x, d: -d.astype(np.float64)))
     cases.append(Case("bias_add", "bias_add", [((N, 2, 3, 5), "f32", normal), ((5,), "f32", normal)], {},
@@ -125,7 +147,33 @@ def shape_cases():
     ]
 
 
-CASES = binary_cases() + unary_cases() + matmul_cases() + reduce_cases() + axis_cases() + loss_cases() + shape_cases()
+def pad_cases():
+    cases = []
+    for mode, shape, pads in [("CONSTANT", (N, 3, 4, 2), ((0, 0), (1, 2), (0, 3), (0, 0))),
+                              ("CONSTANT", (N, 5), ((0, 0), (4, 1))),
+                              ("REFLECT", (N, 4, 5, 3), ((0, 0), (3, 1), (2, 4), (0, 0))),
+                              ("REFLECT", (N, 3, 4), ((0, 0), (0, 0), (3, 3))),
+                              ("SYMMETRIC", (N, 3, 4, 2), ((0, 0), (3, 2), (1, 4), (1, 2))),
+                              ("SYMMETRIC", (2, 3), ((2, 2), (3, 0)))]:
+        value = 1.5 if mode == "CONSTANT" else 0.0
+        cases.append(Case(f"pad_{mode.lower()}_{len(cases)}", "pad", [(shape, "f32", normal)],
+                          dict(paddings=pads, mode=mode, constant_values=value),
+                          ref=lambda x, p=pads, m=mode, v=value: ref.pad(x, p, m, v),
+                          vjp=lambda x, d, p=pads, m=mode: ref.pad_vjp(x, d, p, m)))
+    return cases
+
+
+def concat_cases():
+    cases = []
+    for shapes, axis in [([(N, 3, 4, 2), (N, 3, 4, 5), (N, 3, 4, 1)], -1), ([(N, 2, 3), (N, 5, 3)], 1),
+                         ([(3, N, 2), (1, N, 2)], 0), ([(N, 4)], 1)]:
+        cases.append(Case(f"concat_{len(cases)}", "concat", [(s, "f32", normal) for s in shapes], dict(axis=axis),
+                          ref=lambda *xs, a=axis: ref.concat(xs, a),
+                          vjp=lambda *xs, a=axis: ref.concat_vjp(xs[:-1], xs[-1], a)))
+    return cases
+
+
+CASES = binary_cases() + unary_cases() + matmul_cases() + reduce_cases() + axis_cases() + loss_cases() + shape_cases() + pad_cases() + concat_cases()
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,21 @@ class Interpreter:
             return d / np.prod([shape[i] for i in axes]) if at["mean"] else d
         if op == "reduce_max_grad":
             return ref.reduce_max_vjp(a[0], a[2], axis=at["axis"], keepdims=at["keepdims"])
+        if op == "leaky_relu":
+            return ref.leaky_relu(a[0], at["alpha"])
+        if op == "leaky_relu_grad":
+            return ref.leaky_relu_vjp(a[0], a[1], at["alpha"])
+        if op == "pad":
+            return ref.pad(a[0], at["paddings"], at["mode"], at["constant_values"])
+        if op == "pad_grad":
+            shape = concrete(node.out.type.shape, n)
+            return ref.pad_vjp(np.zeros(shape), a[0], at["paddings"], at["mode"])
+        if op == "concat":
+            return ref.concat(a, at["axis"])
+        if op == "concat_slice":
+            index = [slice(None)] * a[0].ndim
+            index[at["axis"]] = slice(at["begin"], at["begin"] + at["size"])
+            return a[0][tuple(index)]
         if op == "select_grad":
             cmp = {"le": np.less_equal, "lt": np.less, "ge": np.greater_equal, "gt": np.greater}[at["cmp"]]
             x, y, d = np.broadcast_arrays(*a)
@@ -159,6 +174,15 @@ _SIMPLE = {
     "relu_grad": lambda y, d: d * (y > 0),
     "sigmoid_grad": lambda y, d: d * y * (1 - y),
     "tanh_grad": lambda y, d: d * (1 - y * y),
+    "relu6": ref.relu6, "elu": ref.elu, "silu": ref.silu, "square": ref.square, "sqrt": ref.sqrt,
+    "rsqrt": ref.rsqrt, "exp": ref.exp, "log": ref.log, "abs": ref.abs,
+    "relu6_grad": lambda y, d: d * ((y > 0) & (y < 6)),
+    "elu_grad": lambda y, d: np.where(y < 0, d * (y + 1), d),
+    "silu_grad": ref.silu_vjp, "square_grad": ref.square_vjp, "log_grad": ref.log_vjp,
+    "abs_grad": ref.abs_vjp,
+    "sqrt_grad": lambda y, d: d * 0.5 / y,
+    "rsqrt_grad": lambda y, d: d * -0.5 * y ** 3,
+    "exp_grad": lambda y, d: d * y,
     "bias_add": ref.bias_add, "l2_loss": ref.l2_loss,
     "embedding_lookup": ref.embedding_lookup,
     "softmax_cross_entropy_with_logits": ref.softmax_cross_entropy_with_logits,

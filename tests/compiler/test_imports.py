@@ -59,13 +59,15 @@ def test_the_checker_sees_relative_imports():
 # Each module of compiler/ (a package counts as one module) at its stage; a module may import
 # only modules at its own stage or an earlier one, at the top of the file or inside a function.
 # kernel.py sits with ops: the op files define the kernel rules, on kernel.py's records.
+# target.py (the CPU target: ISA flags, micro-tile) is a description of the machine that kernel
+# rules, emit and build consult, so it sits first.
 # functions.py (kernel names), fuse.py, memory.py, summary.py and bounds.py (the index ranges
 # the manifest lists) are parts of lowering
 # (summary renders the lowered Program's memory); verify.py re-checks autodiff's graph.
 # check/ (the checker) may import types, ir, ops and builder, and the optimizer and
 # initializer tables it validates against.
 STAGES = [
-    {"types"},
+    {"types", "target"},
     {"ir"},
     {"ops", "kernel"},
     {"builder"},

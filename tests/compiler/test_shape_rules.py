@@ -236,3 +236,57 @@ def test_losses():
     assert type_of(sparse.replace("l: i32[N]", "l: f32[N]")) == "error: dtype"
     assert type_of(sparse.replace("l: i32[N]", "l: i32[N, 5]")) == "error: labels"
     assert ref.sparse_softmax_cross_entropy_with_logits(np.zeros(3, int), np.zeros((3, 5))).shape == (3,)
+
+
+@given(dims=st.lists(st.integers(1, 5), min_size=1, max_size=3), data=st.data(),
+       mode=st.sampled_from(["CONSTANT", "reflect", "Symmetric"]))
+@SETTINGS
+def test_pad_adds_the_amounts_tf_allows(dims, data, mode):
+    """tf.pad's limits: REFLECT pads less than the size, SYMMETRIC at most the size."""
+    most = {"CONSTANT": 6, "REFLECT": None, "SYMMETRIC": None}[mode.upper()]
+    pads = []
+    for d in dims:
+        top = most if most is not None else (d - 1 if mode.upper() == "REFLECT" else d)
+        pads.append([data.draw(st.integers(0, top)), data.draw(st.integers(0, top))])
+    text = f"input x: {f32('N', *dims)}\ny = pad(x, [[0, 0], {', '.join(map(str, pads))}], \"{mode}\")"
+    want = [d + a + b for d, (a, b) in zip(dims, pads)]
+    assert type_of(text) == f32("N", *want)
+    np.testing.assert_equal(ref.pad(np.zeros((2, *dims)), [[0, 0]] + pads, mode).shape, (2, *want))
+    too_far = [list(p) for p in pads]
+    too_far[0][1] = dims[0] + (mode.upper() == "SYMMETRIC")
+    if mode.upper() != "CONSTANT":
+        bad = f"input x: {f32('N', *dims)}\ny = pad(x, [[0, 0], {', '.join(map(str, too_far))}], \"{mode}\")"
+        assert type_of(bad) == "error: pad"
+
+
+def test_pad_errors():
+    x = "input x: f32[N, 4, 4, 3]\n"
+    assert type_of(x + "y = pad(x, [[0, 0], [1, 1]])") == "error: pad"              # pairs != rank
+    assert type_of(x + "y = pad(x, [[0, 0], [1, -1], [0, 0], [0, 0]])") == "error: pad"
+    assert type_of(x + "y = pad(x, [[1, 0], [0, 0], [0, 0], [0, 0]])") == "error: pad"  # the batch
+    assert type_of(x + "y = pad(x, [[0, 0], [0, 0], [0, 0], [0, 0]], \"wrap\")") == "error: attr"
+    assert type_of(x + "y = pad(x, [1, 1])") == "error: attr"
+
+
+def test_concat_sums_the_axis_and_reports_mismatches():
+    x = "input a: f32[N, 4, 4, 3]\ninput b: f32[N, 4, 4, 5]\ninput c: f32[N, 2, 4, 3]\n"
+    assert type_of(x + "y = concat([a, b, a], axis=-1)") == f32("N", 4, 4, 11)
+    assert type_of(x + "y = concat(values=[a, c], axis=1)") == f32("N", 6, 4, 3)
+    assert type_of(x + "y = concat([a, c], axis=-1)") == "error: concat"
+    assert type_of(x + "y = concat([a, a], axis=0)") == "error: concat"       # the batch axis
+    assert type_of(x + "y = concat(a, axis=-1)") == "error: not-tensor"       # not a list
+    assert type_of(x + "y = concat([a, cast(a, i32)], 3)") == "error: dtype"
+    with pytest.raises(SpecError) as e:
+        pipeline.check(f"model t\n{x}y = concat([a, c], axis=-1)\noutput y\n")
+    [d] = [d for d in e.value.diagnostics if d.severity.value == "error"]
+    assert "[N, 4, 4, 3] and [N, 2, 4, 3] differ on axis 1 (4 vs 2)" in d.message and "axis 3" in d.message
+    assert d.help and "[N, 4, 4, _]" in d.help
+
+
+def test_activation_and_math_ops_keep_the_type():
+    x = "input x: f32[N, 3, 2]\n"
+    for op in ("relu6", "elu", "silu", "leaky_relu", "square", "sqrt", "rsqrt", "exp", "log", "abs"):
+        assert type_of(x + f"y = {op}(x)") == f32("N", 3, 2), op
+    assert type_of(x + "y = leaky_relu(features=x, alpha=0.3)") == f32("N", 3, 2)
+    assert type_of(x + "y = leaky_relu(x, alpha=1.5)") == "error: attr"     # TF's kernel needs alpha <= 1
+    assert type_of("input x: i32[N, 3]\ny = sqrt(x)") == "error: dtype"

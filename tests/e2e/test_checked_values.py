@@ -85,3 +85,40 @@ def test_nan_propagates_through_relu_as_in_tensorflow(compiled):
     out = m.forward(x=x)["logits"]
     assert np.isnan(out[1]).all()                 # relu(NaN) is NaN, not a confident 0
     assert np.isfinite(out[[0, 2, 3]]).all()      # the other examples are untouched
+
+
+def test_a_nan_input_skips_the_step_and_names_the_input(compiled):
+    from cnnc.runtime import NonFiniteError
+    mod = compiled("digits")
+    m = mod.Model(seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 8, 8, 1), dtype=np.float32), rng.integers(0, 10, 16).astype(np.int32)
+    m.train_step(x=x, y=y)
+    before, rng_state = _state(m), m.rng_state
+    x[4, 1, 2, 0] = np.inf
+    with pytest.raises(NonFiniteError) as e:
+        m.train_step(x=x, y=y)
+    assert str(e.value).startswith("input `x` holds inf at index [4, 1, 2, 0]; the step was skipped")
+    assert e.value.input == "x"
+    _same(m, before)                       # params, optimizer state and step untouched
+    assert np.array_equal(m.rng_state, rng_state)
+    x[4, 1, 2, 0] = 0.5
+    m.train_step(x=x, y=y)                  # and training goes on from where it was
+    assert m.step == before[2] + 1
+
+
+def test_divergence_skips_the_step_and_says_so(compiled):
+    from cnnc.runtime import NonFiniteError, TrainingDiverged
+    mod = compiled("digits")
+    m = mod.Model(seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 8, 8, 1), dtype=np.float32), rng.integers(0, 10, 16).astype(np.int32)
+    m.params["fc2/weight"][...] = 3e38            # finite, but the logits overflow
+    before = _state(m)
+    with pytest.raises(NonFiniteError, match="training diverged: .* with finite inputs") as e:
+        m.train_step(x=x, y=y)
+    assert e.value.input is None
+    _same(m, before)
+    with pytest.raises(TrainingDiverged, match="training diverged"):
+        fit(m, x, y, epochs=1, batch_size=16, verbose=0)
+    _same(m, before)

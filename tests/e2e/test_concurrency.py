@@ -107,3 +107,49 @@ def test_a_forked_child_runs_the_model_instead_of_hanging(build_dir):
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "same"
+
+
+def _feed(m, n, rng):
+    feed = {}
+    for name, (dtype, shape) in m.inputs.items():
+        dims = tuple(n if d is None else d for d in shape)
+        if dtype == "i32":
+            high = next(b["high"] for b in m.manifest["bounds"] if b["input"] == name)
+            feed[name] = rng.integers(0, high, dims).astype(np.int32)
+        elif name in m.label_inputs:
+            feed[name] = np.eye(dims[1], dtype=np.float32)[rng.integers(0, dims[1], n)]
+        else:
+            feed[name] = rng.random(dims, dtype=np.float32)
+    return feed
+
+
+@pytest.mark.parametrize("spec", ["mnist", "tiny_flowers"])
+def test_two_models_in_two_threads_equal_the_same_calls_in_sequence(compiled, spec):
+    """Each model trains 6 steps (filter gradients, packed GEMMs) and predicts a single example
+    (the few-row product, whose threads add partial sums) on 2 threads of its own."""
+    from .conftest import TINY_FLOWERS
+    mod = compiled(TINY_FLOWERS if spec == "tiny_flowers" else spec)
+    rng = np.random.default_rng(0)
+    probe = mod.Model(seed=0)
+    feeds = [_feed(probe, 16, rng) for _ in range(2)]
+    singles = [{k: v[:1] for k, v in f.items() if k in probe.feature_inputs} for f in feeds]
+
+    def work(seed, out):
+        def run():
+            m = mod.Model(seed=seed)
+            m.threads = 2
+            for _ in range(6):
+                m.train_step(**feeds[seed])
+                out.append(m.forward(**singles[seed]))
+            out.append({k: v.copy() for k, v in m.params.items()})
+        return run
+
+    alone = [[], []]
+    for s in range(2):
+        work(s, alone[s])()
+    together = [[], []]
+    _run_threads([work(0, together[0]), work(1, together[1])])
+    for s in range(2):
+        for got, want in zip(together[s], alone[s]):
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k], err_msg=f"model {s}: {k}")

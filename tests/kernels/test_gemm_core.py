@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnnc.compiler import target
 from tests.reference import numpy_ops as ref
 
 CORE = Path(__file__).resolve().parents[2] / "compiler" / "templates" / "gemm_core.h"
@@ -32,7 +33,7 @@ void conv_fwd(const float *x, const float *f, float *out, float *xpad, int N, in
     cg_dense b = {f, OC, 1};
     cg_conv_direct(&g, N, cg_pack_b_dense, &b, 0, OC, out, xpad, 1);
 }
-/* the filter read unpacked (the generated code does so for OC a multiple of 32, up to 128) */
+/* the filter read unpacked (the generated code does so for OC a multiple of the panel width, up to 128) */
 void conv_fwd_unpacked(const float *x, const float *f, float *out, float *xpad, int N, int H, int W, int C,
                        int OH, int OW, int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
     cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
@@ -41,7 +42,7 @@ void conv_fwd_unpacked(const float *x, const float *f, float *out, float *xpad, 
 }
 void conv_bwd_filter(const float *x, const float *dy, float *df, float *xpad, int N, int H, int W, int C,
                      int OH, int OW, int KH, int KW, int OC, int SH, int SW, int PT, int PL) {
-    static float partials[7 * 64 * 64 * 9];
+    static float partials[(CG_MAX_THREADS - 1) * 64 * 64 * 9];
     cg_conv g = {x, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL};
     cg_conv_filter_grad(&g, N, dy, OC, df, xpad, partials, 1);
 }
@@ -60,17 +61,40 @@ void conv_bwd_input_direct(const float *dy, const float *f, float *dx, float *dy
 '''
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
+def _flags(t):
+    """gcc flags that build gemm_core.h for target t: its ISA and its tile constants."""
+    return target.flags(t) + [f"-D{name}={value}" for name, value in target.defines(t)]
+
+
+RUNNABLE = [name for name, t in target.TARGETS.items() if target.runnable(t)]
+
+
+@pytest.fixture(scope="module", params=RUNNABLE)
+def lib(request, tmp_path_factory):
+    """The wrappers built for each target this CPU runs (the target table says which)."""
     if shutil.which("gcc") is None:
         pytest.fail("gcc is required to build kernels")
-    d = tmp_path_factory.mktemp("gemm")
+    d = tmp_path_factory.mktemp("gemm_" + request.param)
     shutil.copy(CORE, d / "gemm_core.h")
     (d / "w.c").write_text(WRAPPERS)
     so = d / "libw.so"
-    subprocess.run(["gcc", "-O2", "-march=native", "-fopenmp", "-Wall", "-Wextra", "-Werror", "-shared",
-                    "-fPIC", str(d / "w.c"), "-o", str(so)], check=True, capture_output=True)
+    subprocess.run(["gcc", "-O2", *_flags(target.TARGETS[request.param]), "-fopenmp", "-Wall", "-Wextra",
+                    "-Werror", "-shared", "-fPIC", str(d / "w.c"), "-o", str(so)], check=True, capture_output=True)
     return ctypes.CDLL(str(so))
+
+
+@pytest.mark.parametrize("name", sorted(set(target.TARGETS) - set(RUNNABLE) - {"neon"}))
+def test_other_targets_compile(tmp_path, name):
+    """Targets this CPU cannot run still compile warning-free (an AVX2 machine builds the
+    AVX-512 kernels; the code cannot be run here)."""
+    t = target.TARGETS[name]
+    if not set(t.needs) <= {"__AVX512F__", "__AVX2__", "__FMA__"} or "__x86_64__" not in target.predefines()[1]:
+        pytest.skip(f"{name} is not an x86-64 target")
+    shutil.copy(CORE, tmp_path / "gemm_core.h")
+    (tmp_path / "w.c").write_text(WRAPPERS)
+    r = subprocess.run(["gcc", "-O2", *_flags(t), "-fopenmp", "-Wall", "-Wextra", "-Werror", "-fPIC", "-c",
+                        str(tmp_path / "w.c"), "-o", str(tmp_path / "w.o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def _p(a):
@@ -147,9 +171,10 @@ def test_conv_paths(lib, trial):
 @pytest.mark.parametrize("n,h,c,k,oc,s", [(1, 12, 128, 3, 128, 1), (2, 9, 5, 5, 32, 1), (3, 7, 16, 3, 64, 2),
                                           (1, 25, 64, 3, 96, 1), (2, 6, 3, 2, 160, 1), (1, 5, 3, 5, 1088, 1)])
 def test_conv_wide_outputs_packed_and_unpacked(lib, rng, n, h, c, k, oc, s):
-    """Whole 32-column panels: the filter read as packed panels (threads sharing the packing)
-    and read unpacked, row by row, give the reference within float tolerance and the same bits
-    as each other (the same products summed in the same order)."""
+    """Whole panels (OC a multiple of every target's CG_NR): the filter read as packed panels
+    (threads sharing the packing) and read unpacked, row by row, give the reference within
+    float tolerance and the same bits as each other (the same products summed in the same
+    order)."""
     pad = "SAME"
     oh = ref.out_size(h, k, s, pad)
     pt = ref.pads(h, k, s, pad)[0]

@@ -308,6 +308,106 @@ def tanh_vjp(x, dout):
     return _f64(dout) * (1.0 - t * t)
 
 
+def leaky_relu(x, alpha=0.2):
+    """tf.nn.leaky_relu (alpha <= 1): x where x > 0, else alpha * x."""
+    x = _f64(x)
+    return np.where(x > 0, x, alpha * x)
+
+
+def leaky_relu_vjp(x, dout, alpha=0.2):
+    """TF's LeakyReluGrad: dout where x > 0, else alpha * dout."""
+    return np.where(_f64(x) > 0, _f64(dout), alpha * _f64(dout))
+
+
+def relu6(x):
+    """tf.nn.relu6: min(max(x, 0), 6)."""
+    return np.minimum(np.maximum(_f64(x), 0.0), 6.0)
+
+
+def relu6_vjp(x, dout):
+    """TF's Relu6Grad: dout where 0 < x < 6, else 0."""
+    x = _f64(x)
+    return np.where((x > 0) & (x < 6), _f64(dout), 0.0)
+
+
+def elu(x):
+    """tf.nn.elu: x where x >= 0, else exp(x) - 1."""
+    x = _f64(x)
+    return np.where(x < 0, np.expm1(np.minimum(x, 0.0)), x)
+
+
+def elu_vjp(x, dout):
+    """TF's EluGrad from the output y: dout * (y + 1) where y < 0, else dout."""
+    y = elu(x)
+    return np.where(y < 0, _f64(dout) * (y + 1.0), _f64(dout))
+
+
+def silu(x):
+    """tf.nn.silu (beta 1): x * sigmoid(x)."""
+    return _f64(x) * sigmoid(x)
+
+
+def silu_vjp(x, dout):
+    """d/dx x*s(x) = s * (1 + x * (1 - s))."""
+    s = sigmoid(x)
+    return _f64(dout) * s * (1.0 + _f64(x) * (1.0 - s))
+
+
+def square(x):
+    """tf.math.square."""
+    return _f64(x) ** 2
+
+
+def square_vjp(x, dout):
+    return _f64(dout) * 2.0 * _f64(x)
+
+
+def sqrt(x):
+    """tf.math.sqrt."""
+    return np.sqrt(_f64(x))
+
+
+def sqrt_vjp(x, dout):
+    return _f64(dout) * 0.5 / np.sqrt(_f64(x))
+
+
+def rsqrt(x):
+    """tf.math.rsqrt: 1 / sqrt(x)."""
+    return 1.0 / np.sqrt(_f64(x))
+
+
+def rsqrt_vjp(x, dout):
+    return _f64(dout) * -0.5 * _f64(x) ** -1.5
+
+
+def exp(x):
+    """tf.math.exp."""
+    return np.exp(_f64(x))
+
+
+def exp_vjp(x, dout):
+    return _f64(dout) * np.exp(_f64(x))
+
+
+def log(x):
+    """tf.math.log."""
+    return np.log(_f64(x))
+
+
+def log_vjp(x, dout):
+    return _f64(dout) / _f64(x)
+
+
+def abs(x):  # noqa: A001  (tf.math.abs)
+    """tf.math.abs."""
+    return np.abs(_f64(x))
+
+
+def abs_vjp(x, dout):
+    """TF: dout * sign(x), 0 at 0."""
+    return _f64(dout) * np.sign(_f64(x))
+
+
 def softmax(x, axis=-1):
     """tf.nn.softmax: exp(x - max) / sum(exp(x - max)) along axis."""
     x = _f64(x)
@@ -808,3 +908,48 @@ def resize_vjp(images, dout, size, method="bilinear"):
     x, d = _f64(images), _f64(dout)
     wy, wx = resize_weights(x.shape[1], int(size[0]), method), resize_weights(x.shape[2], int(size[1]), method)
     return np.einsum("iy,jx,nijc->nyxc", wy, wx, d)
+
+
+# --------------------------------------------------------------------------- pad
+
+
+def pad(x, paddings, mode="CONSTANT", constant_values=0.0):
+    """tf.pad: CONSTANT fills with constant_values; REFLECT mirrors about the edge cell
+    (1 2 3 -> 3 2 [1 2 3] 2 1); SYMMETRIC mirrors about the edge (2 1 [1 2 3] 3 2)."""
+    x = _f64(x)
+    widths = [tuple(int(a) for a in p) for p in paddings]
+    mode = mode.upper()
+    if mode == "CONSTANT":
+        return np.pad(x, widths, mode="constant", constant_values=constant_values)
+    return np.pad(x, widths, mode={"REFLECT": "reflect", "SYMMETRIC": "symmetric"}[mode])
+
+
+def pad_vjp(x, dout, paddings, mode="CONSTANT"):
+    """TF's pad gradient: the slice of dout over the input (CONSTANT), or MirrorPadGrad: each
+    input cell collects dout of every output cell that copied it. Written as the transpose of
+    the forward map: pad an index array, then scatter-add dout through it."""
+    x = _f64(x)
+    index = np.arange(x.size).reshape(x.shape)
+    mode = mode.upper()
+    if mode == "CONSTANT":
+        src = np.pad(index, [tuple(p) for p in paddings], mode="constant", constant_values=-1)
+    else:
+        src = np.pad(index, [tuple(p) for p in paddings], mode={"REFLECT": "reflect", "SYMMETRIC": "symmetric"}[mode])
+    dx = np.zeros(x.size)
+    keep = src >= 0
+    np.add.at(dx, src[keep], _f64(dout)[keep])
+    return dx.reshape(x.shape)
+
+
+# --------------------------------------------------------------------------- concat
+
+
+def concat(values, axis):
+    """tf.concat: join along `axis` (negative counts from the end)."""
+    return np.concatenate([_f64(v) for v in values], axis=axis)
+
+
+def concat_vjp(values, dout, axis):
+    """The gradient of each input is its slice of dout along `axis` (TF's ConcatGrad)."""
+    bounds = np.cumsum([np.shape(v)[axis] for v in values])[:-1]
+    return tuple(np.split(_f64(dout), bounds, axis=axis))

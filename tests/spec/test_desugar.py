@@ -36,3 +36,14 @@ def test_flowers_layers_matches_flowers():
     a = pipeline.check(EXAMPLES / "flowers.cnn")
     b = pipeline.check(EXAMPLES / "flowers_layers.cnn")
     assert params(a) == params(b)
+
+
+def test_an_error_in_a_stack_step_names_the_step():
+    import cnnc
+    from cnnc.spec.diagnostics import SpecError
+    text = ("model s\ninput x: f32[N, 8, 8, 1]\nstack logits = x {\n  \"conv1\": conv(4, 3)\n"
+            "  dense(10)\n}\noutput logits\n")
+    with pytest.raises(SpecError) as e:
+        cnnc.check(text)
+    (d,) = e.value.diagnostics
+    assert "in step 2 of `stack logits`" in d.notes

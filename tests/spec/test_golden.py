@@ -71,5 +71,5 @@ ALL_CODES = {
     "duplicate-arg", "not-static", "not-tensor", "no-model", "model-twice", "input-in-scope",
     "symbolic-dim", "dim", "const-shape", "const", "div-zero", "init", "optimizer", "no-optimizer",
     "output-twice", "loss-twice", "metric-twice", "param-dtype", "scope-name", "activation", "axis",
-    "model-late", "optimizer-twice", "shape",
+    "model-late", "optimizer-twice", "shape", "pad", "concat",
 }

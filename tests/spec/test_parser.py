@@ -212,3 +212,17 @@ def test_an_error_at_the_end_of_the_file_stops_the_search():
         p("model m\ny = f(x y)\nscope a {\n  z = x\n")
     assert [d.message for d in e.value.diagnostics] == [
         "expected `,`, `)`, `=`, `(` or an operator, found `y`", "expected `}`, found the end of the file"]
+
+
+def test_long_and_deep_expressions_are_checked_without_internal_errors():
+    import cnnc
+    n = 3000
+    g = cnnc.check("model m\ninput x: f32[N, 4]\ny = " + " + ".join(["x"] * n) + "\noutput y\n")
+    assert sum(node.op == "add" for node in g.nodes) == n - 1
+    g = cnnc.check("model m\ninput x: f32[N, 4]\ny = x * (" + " + ".join(["2"] * n) + ")\noutput y\n")
+    assert [float(c) for c in g.consts.values()] == [2.0 * n]      # folded at compile time
+    deep = "model m\ninput x: f32[N, 4]\ny = " + "relu(" * 3000 + "x" + ")" * 3000 + "\noutput y\n"
+    with pytest.raises(SpecError) as e:
+        cnnc.check(deep)
+    (d,) = [d for d in e.value.diagnostics if d.severity.value == "error"]
+    assert d.code == "too-deep" and d.help == "split it into several bindings"
