@@ -1,13 +1,15 @@
-"""Index ranges the runtime checks at the boundary: class labels and embedding ids that come
-straight from a model input must lie in [0, size), or a kernel would read outside a tensor.
+"""What the runtime checks at the boundary so that no kernel indexes outside a tensor: class
+labels and embedding ids that come straight from a model input must lie in [0, size), and no
+batch may make a tensor pass 2^31 elements.
 
 An op declares its index arguments in its table entry (`extra["index_range"]`: argument ->
-(what they are, size from the operand types)); this walks the graph from each such operand
-back through ops that only relabel memory (reshape, squeeze) to the input that feeds it."""
+(what they are, size from the operand types)); index_bounds walks the graph from each such
+operand back through ops that only relabel memory (reshape, squeeze) to the input that feeds
+it. batch_limit finds the tensor that grows fastest with the batch."""
 from __future__ import annotations
 
 from .ir import Graph, Value
-from .kernel import ALIAS
+from .kernel import ALIAS, numel
 from .ops import REGISTRY
 
 
@@ -40,3 +42,20 @@ def index_bounds(graph: Graph) -> list[dict]:
             if src.name not in found or high < found[src.name]["high"]:
                 found[src.name] = rec
     return [found[v.name] for v in graph.inputs if v.name in found]
+
+
+INDEX_LIMIT = 2**31 - 1     # kernels index a tensor's elements with int arithmetic in places
+
+
+def batch_limit(graph: Graph) -> dict | None:
+    """The largest batch for which every tensor of the graph (forward and backward) holds at
+    most INDEX_LIMIT elements, and the tensor that sets it; None if no tensor grows with N.
+    The runtime refuses larger batches, where an index could wrap."""
+    best = None
+    for v in list(graph.inputs) + [n.out for n in graph.nodes]:
+        size = numel(v.type)
+        if size.a > 0:
+            limit = (INDEX_LIMIT - size.b) // size.a
+            if best is None or limit < best["max_batch"]:
+                best = {"max_batch": limit, "tensor": v.name, "per_example": size.a}
+    return best

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import __version__
 from .autodiff import GradGraph
-from .bounds import index_bounds
+from .bounds import batch_limit, index_bounds
 from .fuse import fuse
 from .functions import Functions, KernelFn, unique
 from .ir import Graph, Node, Value
@@ -365,4 +365,5 @@ def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> di
                     for e in entries},
         "memory": memory,
         "bounds": index_bounds(g),                    # labels and ids the runtime range-checks
+        "batch_limit": batch_limit(g),                # no tensor past 2^31 elements
     }

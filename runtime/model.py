@@ -197,6 +197,7 @@ class Model:
                 self.optimizer_state[f"{slot}/{p['name']}"] = self._opt[o:o + n].reshape(p["shape"])
         self._input_types = {i["name"]: (i["dtype"], i["shape"]) for i in m["inputs"]}
         self._bounds = {b["input"]: b for b in m.get("bounds", [])}
+        self._batch_limit = m.get("batch_limit")
         self._output_types = {o["name"]: (o["dtype"], o["shape"]) for o in m["outputs"]}
         # each declared shape's N coefficients (None for a fixed size), worked out once
         self._coeffs = {id(shape): tuple(_sym(d) for d in shape)
@@ -308,6 +309,8 @@ class Model:
                 elif s // c != n:
                     raise InputError(f"{what} `{k}` expects {want} with N = {n} (from `{first}`); "
                                      f"got {got}")
+            if n is not None:
+                self._check_batch_size(n)          # before a copy of a batch too large to run
             out[k] = np.ascontiguousarray(arr)
             if k in self._bounds and what == "input":
                 self._check_range(k, out[k], self._bounds[k])
@@ -331,12 +334,21 @@ class Model:
         raise InputError(f"input `{name}` holds {arr.reshape(-1)[first]} at index {where}, but "
                          f"{b['what']} must lie in [{lo}, {hi}) (`{b['arg']}` of `{b['op']}`)")
 
+    def _check_batch_size(self, n: int) -> None:
+        limit = self._batch_limit
+        if limit and n > limit["max_batch"]:
+            raise InputError(f"a batch of {n} examples is too large for model `{self.name}`: "
+                             f"`{limit['tensor']}` would hold {limit['per_example'] * n:,} values, past "
+                             f"the 2^31 its kernels can index; pass at most {limit['max_batch']:,} "
+                             "examples per call")
+
     def _batch(self, given: dict, required, allowed, n=None):
         arrays, n = self._check(given, required, allowed, n=n)
         if n is None:
             n = 1
         if n < 1:
             raise InputError("the batch is empty: every input has 0 rows")
+
         return arrays, n
 
     # ---------------------------------------------------------------- calls
