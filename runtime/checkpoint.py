@@ -6,6 +6,7 @@ before touching the model, so a failed load leaves the model as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -286,17 +287,12 @@ def _is_npy(path: str) -> bool:
         return False
 
 
-def _open(path) -> _Archive:
-    return _Archive(os.fspath(path))
-
-
-def read(path) -> tuple[dict, dict, dict, np.ndarray]:
-    """Read a checkpoint fully: (metadata, params, optimizer_state, rng_state); CheckpointError if bad."""
-    ar = _open(path)
+@contextlib.contextmanager
+def _opened(path):
+    """An open checkpoint; a read error inside the block becomes a CheckpointError naming it."""
+    ar = _Archive(os.fspath(path))
     try:
-        params = ar.read("param", ar.meta["params"])
-        opt = ar.read("opt", ar.meta["optimizer_state"])
-        return ar.meta, params, opt, ar.rng_state()
+        yield ar
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
@@ -304,6 +300,14 @@ def read(path) -> tuple[dict, dict, dict, np.ndarray]:
                               f"{type(e).__name__}: {e}") from e
     finally:
         ar.close()
+
+
+def read(path) -> tuple[dict, dict, dict, np.ndarray]:
+    """Read a checkpoint fully: (metadata, params, optimizer_state, rng_state); CheckpointError if bad."""
+    with _opened(path) as ar:
+        params = ar.read("param", ar.meta["params"])
+        opt = ar.read("opt", ar.meta["optimizer_state"])
+        return ar.meta, params, opt, ar.rng_state()
 
 
 def read_extra(path) -> dict:
@@ -337,16 +341,8 @@ def load(path, model, strict: bool = True) -> dict:
     as it was. strict: any missing, unexpected or reshaped param or optimizer array raises
     CheckpointMismatch listing all of them; otherwise the arrays that fit are loaded and the
     rest reported in a warning."""
-    ar = _open(path)
-    try:
+    with _opened(path) as ar:
         return _load(ar, model, strict)
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{ar.path} is not a readable cnnc checkpoint (truncated or corrupt?): "
-                              f"{type(e).__name__}: {e}") from e
-    finally:
-        ar.close()
 
 
 def _load(ar: _Archive, model, strict: bool) -> dict:
