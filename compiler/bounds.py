@@ -9,7 +9,7 @@ it. batch_limit finds the tensor that grows fastest with the batch."""
 from __future__ import annotations
 
 from .ir import Graph, Value
-from .kernel import ALIAS, numel
+from .kernel import ALIAS, Lin, numel
 from .ops import REGISTRY
 
 
@@ -47,15 +47,17 @@ def index_bounds(graph: Graph) -> list[dict]:
 INDEX_LIMIT = 2**31 - 1     # kernels index a tensor's elements with int arithmetic in places
 
 
-def batch_limit(graph: Graph) -> dict | None:
-    """The largest batch for which every tensor of the graph (forward and backward) holds at
-    most INDEX_LIMIT elements, and the tensor that sets it; None if no tensor grows with N.
-    The runtime refuses larger batches, where an index could wrap."""
+def batch_limit(graph: Graph, scratch: dict[str, Lin] | None = None) -> dict | None:
+    """The largest batch for which every tensor of the graph (forward and backward), and every
+    kernel's scratch (in floats, by kernel name), holds at most INDEX_LIMIT elements, and the
+    buffer that sets it; None if nothing grows with N. The runtime refuses larger batches,
+    where an index could wrap."""
     best = None
-    for v in list(graph.inputs) + [n.out for n in graph.nodes]:
-        size = numel(v.type)
+    sizes = [(v.name, numel(v.type)) for v in list(graph.inputs) + [n.out for n in graph.nodes]]
+    sizes += [(f"scratch of {name}", size) for name, size in (scratch or {}).items()]
+    for name, size in sizes:
         if size.a > 0:
             limit = (INDEX_LIMIT - size.b) // size.a
             if best is None or limit < best["max_batch"]:
-                best = {"max_batch": limit, "tensor": v.name, "per_example": size.a}
+                best = {"max_batch": limit, "tensor": name, "per_example": size.a}
     return best

@@ -365,5 +365,7 @@ def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> di
                     for e in entries},
         "memory": memory,
         "bounds": index_bounds(g),                    # labels and ids the runtime range-checks
-        "batch_limit": batch_limit(g),                # no tensor past 2^31 elements
+        # no tensor or scratch buffer past 2^31 elements
+        "batch_limit": batch_limit(g, {fn.name: Lin(fn.kernel.scratch.a // 4, fn.kernel.scratch.b // 4)
+                                       for fn in lw.functions.fns}),
     }
