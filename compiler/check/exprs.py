@@ -13,7 +13,7 @@ from ..ops import REGISTRY, OpError, public_ops
 from .binder import bind
 from .layers import LAYERS
 from .messages import OP_WORDS, unknown, window_trace, with_op
-from .values import POISON, Lit, Poison
+from .values import POISON, Lit, Poison, operator_chain
 
 
 class Exprs:
@@ -52,14 +52,10 @@ class Exprs:
         self.report(error("not-tensor", f"expected a tensor, found {what}", e.span))
 
     def binop(self, e: ast.BinOp):
-        """A chain `a + b - c ...` parses left-deep: walk down its left operands in a loop, then
-        apply the operators left to right, so a sum of any length needs no recursion."""
-        chain, left = [], e
-        while isinstance(left, ast.BinOp):
-            chain.append(left)
-            left = left.left
+        """An operator chain, applied left to right (operator_chain: no recursion)."""
+        left, chain = operator_chain(e)
         acc = self.expr(left)
-        for node in reversed(chain):
+        for node in chain:
             acc = self.binary(node, acc, self.expr(node.right))
         return acc
 

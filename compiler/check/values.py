@@ -101,13 +101,10 @@ class Values:
             v = self.static(expr.operand)
             if isinstance(v, (int, float)):
                 return -v
-        if isinstance(expr, ast.BinOp):          # left-deep chains in a loop, as exprs.binop
-            chain, left = [], expr
-            while isinstance(left, ast.BinOp):
-                chain.append(left)
-                left = left.left
+        if isinstance(expr, ast.BinOp):
+            left, chain = operator_chain(expr)
             acc = self.static(left)
-            for node in reversed(chain):
+            for node in chain:
                 b = self.static(node.right)
                 if not (_is_number(acc) and _is_number(b)):
                     self.report(error("not-static", "a fixed value (number, string or list) is needed here",
@@ -129,3 +126,13 @@ class Values:
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def operator_chain(e: ast.BinOp) -> tuple[ast.Expr, list[ast.BinOp]]:
+    """`a + b - c ...` parses left-deep: its first operand and its operators in the order they
+    apply, found in a loop, so a chain of any length is evaluated without recursion."""
+    chain = []
+    while isinstance(e, ast.BinOp):
+        chain.append(e)
+        e = e.left
+    return e, chain[::-1]
