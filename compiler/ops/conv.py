@@ -88,18 +88,26 @@ def _window_error(op, in_hw, k, strides):
                    help="use padding=\"SAME\", a smaller window, or fewer downsampling steps before it")
 
 
+def image_and_filter(op: str, x: TensorType, f: TensorType, filter_arg: str, last: str):
+    """An NHWC input and a 4-D filter [height, width, in, `last`] whose `in` is the input's
+    channels: (h, w, c) and (fh, fw, last size), or OpError naming both tensors."""
+    need_rank(x, 4, "input", "NHWC"), need_rank(f, 4, filter_arg, f"[height, width, in, {last}]")
+    need_float(x, "input"), need_float(f, filter_arg)
+    h, w, c = (static_dim(x, i, "input") for i in (1, 2, 3))
+    fh, fw, fin, fout = (static_dim(f, i, filter_arg) for i in range(4))
+    if fin != c:
+        verb = "expect" if filter_arg.endswith("s") else "expects"
+        raise OpError(f"`{op}` {filter_arg} `{{{filter_arg}}}` {verb} {fin} input channels but `{{input}}` has {c}",
+                      arg=filter_arg, code="channels",
+                      notes=[f"`{{input}}` is {x}: NHWC, so {c} channel{'s' if c != 1 else ''}",
+                             f"`{{{filter_arg}}}` is {f} = [height, width, in, {last}]: {fin} in"],
+                      help=f"declare `{{{filter_arg}}}` as f32[{fh}, {fw}, {c}, {fout}]")
+    return (h, w, c), (fh, fw, fout)
+
+
 def conv2d_shape(ins, attrs):
     x, f = ins
-    need_rank(x, 4, "input", "NHWC"), need_rank(f, 4, "filters", "[height, width, in, out]")
-    need_float(x, "input"), need_float(f, "filters")
-    h, w, c = (static_dim(x, i, "input") for i in (1, 2, 3))
-    fh, fw, fin, fout = (static_dim(f, i, "filters") for i in range(4))
-    if fin != c:
-        raise OpError(f"`conv2d` filters `{{filters}}` expect {fin} input channels but `{{input}}` has {c}",
-                      arg="filters", code="channels",
-                      notes=[f"`{{input}}` is {x}: NHWC, so {c} channel{'s' if c != 1 else ''}",
-                             f"`{{filters}}` is {f} = [height, width, in, out]: {fin} in"],
-                      help=f"declare `{{filters}}` as f32[{fh}, {fw}, {c}, {fout}]")
+    (h, w, c), (fh, fw, fout) = image_and_filter("conv2d", x, f, "filters", "out")
     (sh, sw), pad = attrs["strides"], attrs["padding"]
     oh, ow = out_size(h, fh, sh, pad), out_size(w, fw, sw, pad)
     if oh <= 0 or ow <= 0:

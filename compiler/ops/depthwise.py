@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from ..types import TensorType
 from . import Arg, OpDef, OpError, register
-from .common import need_float, need_rank, padding, static_dim, to_pair
-from .conv import conv_pads
+from .common import padding, to_pair
+from .conv import conv_pads, image_and_filter
 from .window import out_size
 from ..kernel import Kernel, Lin, record, threads_when
 
@@ -75,16 +75,7 @@ def depthwise_backprop_filter_kernel(node):
 
 def depthwise_shape(ins, attrs):
     x, f = ins
-    need_rank(x, 4, "input", "NHWC"), need_rank(f, 4, "filter", "[height, width, in, multiplier]")
-    need_float(x, "input"), need_float(f, "filter")
-    h, w, c = (static_dim(x, i, "input") for i in (1, 2, 3))
-    fh, fw, fin, m = (static_dim(f, i, "filter") for i in range(4))
-    if fin != c:
-        raise OpError(f"`depthwise_conv2d` filter `{{filter}}` expects {fin} input channels but `{{input}}` has {c}",
-                      arg="filter", code="channels",
-                      notes=[f"`{{input}}` is {x}: NHWC, so {c} channel{'s' if c != 1 else ''}",
-                             f"`{{filter}}` is {f} = [height, width, in, multiplier]: {fin} in"],
-                      help=f"declare `{{filter}}` as f32[{fh}, {fw}, {c}, {m}]")
+    (h, w, c), (fh, fw, m) = image_and_filter("depthwise_conv2d", x, f, "filter", "multiplier")
     (sh, sw), (dh, dw), pad = attrs["strides"], attrs["dilations"], attrs["padding"]
     if (dh > 1 or dw > 1) and (sh > 1 or sw > 1):
         raise OpError(f"`depthwise_conv2d` with dilations [{dh}, {dw}] must have strides of 1, got [{sh}, {sw}]",
