@@ -9,7 +9,11 @@ dropped so the other process's spinning threads have gone to sleep. Reported per
 the median of all kept calls; and the median over block pairs of the ratio of their
 medians - the paired figure that cancels slow drift of the machine's speed.
 
-    python -m bench.duel --models flowers,mnist,textcnn [--columns cnnc,ort] [--blocks 24]
+    python -m bench.duel --models flowers,mnist,textcnn [--columns cnnc,ort] [--blocks 24] [--contend]
+
+--contend runs a CPU-bound competitor pinned to one of the cores this process may use for
+the whole duel, as a busy laptop or a shared server would: both columns meet the same
+competitor, so the paired ratio says which one degrades more gracefully.
 """
 
 import argparse
@@ -60,6 +64,33 @@ def child(column, model, batch):
         print(json.dumps(samples), flush=True)
 
 
+# ---- the competitor --------------------------------------------------------------
+
+class Contender:
+    """A process that spins on one core (the last this process may use) until stopped: the
+    other load a latency figure must survive. Used as a context manager."""
+
+    SPIN = "while True:\n    pass\n"
+
+    def __init__(self):
+        self.core = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        self.proc = None
+
+    def _pin(self):                       # runs in the child, before it spins
+        if self.core is not None:
+            os.sched_setaffinity(0, {self.core})
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", self.SPIN], preexec_fn=self._pin,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+        return False
+
+
 # ---- parent: alternate the children ---------------------------------------------
 
 class _Child:
@@ -97,11 +128,18 @@ class _Child:
             self.proc.kill()
 
 
-def duel(model, columns=("cnnc", "ort"), threads=None, batch=1, blocks=24, block_s=0.15):
-    """Time `columns` on `model` in alternating blocks; return a JSON-able summary."""
+def duel(model, columns=("cnnc", "ort"), threads=None, batch=1, blocks=24, block_s=0.15,
+         contend=False):
+    """Time `columns` on `model` in alternating blocks; return a JSON-able summary. With
+    `contend`, a Contender spins on one core throughout (its CPU counts as other load)."""
+    if contend:
+        with Contender() as c:
+            out = duel(model, columns, threads, batch, blocks, block_s)
+        out["contended_core"] = c.core
+        return out
     threads = threads or harness.default_threads()
     out = {"model": model, "batch": batch, "threads": threads, "columns": [],
-           "blocks": blocks, "settle_calls": SETTLE}
+           "blocks": blocks, "settle_calls": SETTLE, "contended_core": None}
     children = []
     try:
         labels = list(columns) if columns[0] != columns[1] else [columns[0], columns[1] + "#2"]
@@ -150,7 +188,9 @@ def describe(result):
     return (f"{result['model']:8s} {a} {ta:7.3f} ms  {b} {tb:7.3f} ms  "
             f"{result['ratio']} {pr['median']:.3f} (IQR {pr['q1']:.3f}-{pr['q3']:.3f}), "
             f"{a} faster in {result['blocks_won']}/{result['blocks']} blocks, "
-            f"other load {100 * (result['other_load'] or 0):.0f}%")
+            f"other load {100 * (result['other_load'] or 0):.0f}%"
+            + (f" (a competitor spinning on core {result['contended_core']})"
+               if result.get("contended_core") is not None else ""))
 
 
 def main(argv=None):
@@ -162,6 +202,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--blocks", type=int, default=24)
     p.add_argument("--block-seconds", type=float, default=0.15)
+    p.add_argument("--contend", action="store_true",
+                   help="run a CPU-bound competitor on one core during the duel")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -173,7 +215,7 @@ def main(argv=None):
         p.error(f"--columns takes two of {', '.join(COLUMNS)}")
     results = []
     for model in models:
-        r = duel(model, columns, a.threads, a.batch, a.blocks, a.block_seconds)
+        r = duel(model, columns, a.threads, a.batch, a.blocks, a.block_seconds, a.contend)
         print(describe(r), flush=True)
         results.append(r)
     if a.out:

@@ -119,6 +119,8 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(harness.BENCH_ROOT, "bench", "results",
                                                   "latest.json"))
     p.add_argument("--install", action="store_true", help="pip-install the peers first")
+    p.add_argument("--contend", action="store_true",
+                   help="also run the latency duel with a CPU-bound competitor on one core")
     p.add_argument("--target", help="CNNC_TARGET for the cnnc column: native, avx512, avx2, neon, generic")
     a = p.parse_args(argv)
     if a.target:
@@ -164,6 +166,10 @@ def main(argv=None):
             d = duel.duel(model, ("cnnc", "ort"), a.threads, blocks=opts["duel_blocks"])
             print("  " + duel.describe(d), flush=True)
             duels.append(d)
+            if a.contend:       # the same duel with a competitor holding one core
+                d = duel.duel(model, ("cnnc", "ort"), a.threads, blocks=opts["duel_blocks"], contend=True)
+                print("  " + duel.describe(d), flush=True)
+                duels.append(d)
 
     baseline_ok = any(c.get("status") == "ok" for (m, col), c in cells.items() if col == a.baseline)
     print()

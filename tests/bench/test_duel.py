@@ -1,4 +1,6 @@
 """The interleaved-latency benchmark's protocol, run with cnnc on both sides (no peers needed)."""
+import os
+
 import pytest
 
 from bench import duel, harness
@@ -37,3 +39,22 @@ def test_other_load_counts_live_children_as_own(tmp_path):
     finally:
         busy.wait()
     assert own > 0.2               # the child's spinning is counted as this process's CPU
+
+
+def test_contender_spins_on_one_core_while_the_duel_runs_and_stops_after():
+    import os
+    import time
+    with duel.Contender() as c:
+        pid = c.proc.pid
+        assert os.sched_getaffinity(pid) == {c.core}      # pinned to one allowed core
+        t0 = harness._pid_cpu(pid)
+        time.sleep(0.5)
+        assert harness._pid_cpu(pid) - t0 > 0.1            # and busy on it
+    assert c.proc.poll() is not None                       # gone once the block ends
+
+
+def test_duel_under_contention_says_so():
+    r = duel.duel("mnist", ("cnnc", "cnnc"), threads=1, blocks=1, block_s=0.01, contend=True)
+    assert r["status"] == "ok", r.get("reason")
+    assert r["contended_core"] in os.sched_getaffinity(0)
+    assert "competitor spinning on core" in duel.describe(r)
