@@ -1,14 +1,19 @@
 """The `build` stage: compile the files `emit` gave with cffi's out-of-line API mode into an
 importable package.
 
-    out_dir/<model>/              model.c  model.h  gemm_core.h  manifest.json  __init__.py
+    out_dir/<model>/              model.c  model.h  gemm_api.h  gemm_core.h  gemm_core.c
+                                  manifest.json  __init__.py
                                   (the last build's files, for reading and importing)
     out_dir/<model>/build-<key>/  the same C, _<model>_<key>.<abi>.so, and one manifest and
                                   loader per spec that shares this C (they differ in run-time
                                   values such as a learning rate)
+    <cache>/core/<core key>/      gemm_core.o: the GEMM core, compiled once per target, flags,
+                                  compiler and CPU, and linked into every model built so
+                                  (<cache>: cnnc/cache.py)
 
-cffi writes the Python binding's C (`emit_c_code`); gcc compiles it and model.c in parallel
-and links them. `key` hashes the generated C, the flags, the compiler, the CPU target and the
+cffi writes the Python binding's C (`emit_c_code`); gcc compiles it, model.c and (the first
+time) the GEMM core in parallel and links them. The core is most of the C a model runs but none
+of what differs between models, so a model compiles only its own kernels. `key` hashes the generated C, the flags, the compiler, the CPU target and the
 cnnc version (not the spec's path), so an unchanged spec is never rebuilt, a changed one never
 collides with a module already loaded in this process, and concurrent builds never touch
 each other's files."""
@@ -31,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, cache
 from ..errors import CnncError
 from . import emit, target
 from .kernel import sanitize
@@ -92,11 +97,27 @@ def native_target() -> str:
 def cache_key(files: emit.GeneratedFiles) -> str:
     import cffi
     h = hashlib.sha256()
-    for part in (files.c, files.h, *(text for _, text in files.headers), " ".join(c_flags()), compiler(), native_target(), __version__,
-                 cffi.__version__, sys.implementation.cache_tag):
+    for part in (files.c, files.h, files.core, *(text for _, text in files.headers), " ".join(c_flags()), compiler(),
+                 native_target(), __version__, cffi.__version__, sys.implementation.cache_tag):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:12]
+
+
+def core_dir(files: emit.GeneratedFiles, fallback: Path) -> Path:
+    """The folder of the GEMM core object for `files`' target and this compiler, flags and CPU:
+    in the cache root, or under `fallback` where the cache root cannot be written."""
+    h = hashlib.sha256()
+    for part in (files.core, *(text for _, text in files.headers), " ".join(c_flags()), compiler(),
+                 native_target(), __version__):
+        h.update(part.encode())
+        h.update(b"\0")
+    key = h.hexdigest()[:12]
+    d = cache.folder("core", key) or cache.folder("core", key, under=fallback)
+    if d is None:
+        raise CnncBuildError(f"cannot write the GEMM core's cache in {cache.root()} or {fallback}; "
+                             f"set CNNC_CACHE_DIR to a writable folder")
+    return d
 
 
 KEEP_BUILDS = 8               # builds kept per model folder, newest first ...
@@ -119,7 +140,7 @@ def build(files: emit.GeneratedFiles, out_dir: Path, emit_only: bool = False):
     modname = f"_{files.symbol}_{key}"
     manifest = dict(files.manifest, extension=modname)
     manifest_text = json.dumps(manifest, indent=1) + "\n"
-    sources = [("model.c", files.c), ("model.h", files.h), *files.headers]
+    sources = [("model.c", files.c), ("model.h", files.h), *files.headers, ("gemm_core.c", files.core)]
     for name, text in sources:
         _write(pkg / name, text)
     _write(pkg / "manifest.json", manifest_text)
@@ -210,15 +231,31 @@ def compile_extension(files: emit.GeneratedFiles, pkg: Path, modname: str, so: P
             [cc, "-c", "-fPIC", *flags, *WARN_FLAGS, *include, str(pkg / "model.c"), "-o", str(tmp / "model.o")],
             [cc, "-c", "-fPIC", "-O2", *include, str(wrapper), "-o", str(tmp / "wrapper.o")],
         ]
-        procs = [subprocess.Popen(j, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for j in jobs]
-        outs = [(p, p.communicate()[0]) for p in procs]
-        for (p, out), job in zip(outs, jobs):
-            if p.returncode != 0:
-                raise CnncBuildError(
-                    f"internal error: the C compiler rejected the code generated for model "
-                    f"`{files.model}` ({pkg / 'model.c'}). This is a bug in cnnc; please report it "
-                    f"with your spec.\ncommand: {' '.join(job)}", out.strip())
-        link = [cc, "-shared", *flags, str(tmp / "model.o"), str(tmp / "wrapper.o"), "-lm",
+        core = core_dir(files, pkg.parent.parent / ".cnnc-cache")
+        core_o = core / "gemm_core.o"
+        with contextlib.ExitStack() as held:
+            if not core_o.exists():
+                held.enter_context(_locked(core / ".lock"))     # one process compiles it, others wait
+            fresh = not core_o.exists()
+            if fresh:
+                for name, text in [*files.headers, ("gemm_core.c", files.core)]:
+                    _write(core / name, text)
+                partial = core / f".gemm_core-{os.getpid()}.o"
+                jobs.append([cc, "-c", "-fPIC", *flags, *WARN_FLAGS, "-I", str(core), str(core / "gemm_core.c"),
+                             "-o", str(partial)])
+            procs = [subprocess.Popen(j, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for j in jobs]
+            outs = [(p, p.communicate()[0]) for p in procs]
+            for (p, out), job in zip(outs, jobs):
+                if p.returncode != 0:
+                    if fresh:
+                        partial.unlink(missing_ok=True)
+                    raise CnncBuildError(
+                        f"internal error: the C compiler rejected the code generated for model "
+                        f"`{files.model}` ({pkg / 'model.c'}). This is a bug in cnnc; please report it "
+                        f"with your spec.\ncommand: {' '.join(job)}", out.strip())
+            if fresh:
+                os.replace(partial, core_o)
+        link = [cc, "-shared", *flags, str(tmp / "model.o"), str(tmp / "wrapper.o"), str(core_o), "-lm",
                 "-o", str(tmp / so.name)]
         r = subprocess.run(link, capture_output=True, text=True)
         if r.returncode != 0:

@@ -1,5 +1,6 @@
 """The `emit` stage: Program -> model.c, model.h and manifest.json, through the one Jinja
-environment, plus the hand-written GEMM core header model.c includes.
+environment, plus the hand-written GEMM core: its interface (gemm_api.h, which model.c
+includes), its code (gemm_core.h) and gemm_core.c, which compiles that code for the target.
 
 Python has decided everything (sizes, offsets, names, expressions); the templates in
 templates/ only lay it out. The output is a function of the Program alone, so the same spec
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from .. import __version__
+from .. import __version__, cache
 from . import target
 from .kernel import PARALLEL_MIN, comment_text
 from .lower import Program
@@ -29,20 +30,24 @@ ENV = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
+_compiled = cache.folder("templates")     # templates compiled to bytecode once: ~1 s of a cold compile
+if _compiled is not None:
+    ENV.bytecode_cache = jinja2.FileSystemBytecodeCache(str(_compiled))
 
 
 ENV.filters["inert"] = comment_text      # text from outside, inside a C comment
 ENV.filters["operands"] = lambda stmt, args: re.sub(r"@(\d+)", lambda m: args[int(m.group(1))], stmt)
 
 
-# Hand-written C that model.c includes, copied beside it as it is.
-HEADERS = ("gemm_core.h",)
+# Hand-written C copied beside model.c as it is: the GEMM core's interface and its code.
+HEADERS = ("gemm_api.h", "gemm_core.h")
 
 
 @dataclass(frozen=True)
 class GeneratedFiles:
-    """What the build writes into out_dir/<model>/: model.c, model.h, the manifest and the
-    headers model.c includes ((name, text) pairs)."""
+    """What the build writes into out_dir/<model>/: model.c, model.h, the manifest, the
+    hand-written headers ((name, text) pairs) and `core`, gemm_core.c: the GEMM core for the
+    target, which the build compiles once per machine and links in."""
 
     model: str
     symbol: str
@@ -50,6 +55,7 @@ class GeneratedFiles:
     h: str
     manifest: dict
     headers: tuple[tuple[str, str], ...] = ()
+    core: str = ""
 
     @property
     def manifest_json(self) -> str:
@@ -79,7 +85,8 @@ def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
     h = _tidy(ENV.get_template("module.h.j2").render(**ctx))
     manifest = dict(program.manifest, fingerprint=fingerprint)
     headers = tuple((name, (TEMPLATES / name).read_text()) for name in HEADERS)
-    return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers)
+    core = _tidy(ENV.get_template("core.c.j2").render(**ctx))
+    return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers, core)
 
 
 def _kernel(fn) -> str:

@@ -1,49 +1,15 @@
 /* ------------------------------------------------------------------ GEMM core
  * C[M x N] (+)= A[M x K] * B[K x N], A and B read through panel packers.
- * Portable vector code (GCC vector extensions): the compiler picks the ISA (-march). */
+ * Portable vector code (GCC vector extensions): the compiler picks the ISA (-march).
+ * The interface (types, thread helpers, declarations) is gemm_api.h; this is the code behind
+ * it, compiled on its own as gemm_core.c once per target (or included by a test driver). */
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "gemm_api.h"
 
-/* The target's shape comes from the generator (compiler/target.py), defined before this
- * header: CG_VL floats per vector; micro-tiles of CG_MR rows x CG_NRV vectors, whose
- * accumulators, B vectors and a broadcast of A fit the vector registers (AVX-512 12 x 2 of 16,
- * AVX2 6 x 2 of 8, NEON 8 x 3 of 4, generic 6 x 2 of 4); blocks of CG_KC (depth), CG_MC (rows)
- * and CG_NC (columns, a multiple of CG_NRV * CG_VL); CG_MAX_THREADS packing buffers. */
-#if !defined(CG_VL) || !defined(CG_MR) || !defined(CG_NRV) || !defined(CG_KC) || !defined(CG_MC) || \
-    !defined(CG_NC) || !defined(CG_MAX_THREADS)
-#error "gemm_core.h: define CG_VL, CG_MR, CG_NRV, CG_KC, CG_MC, CG_NC and CG_MAX_THREADS (compiler/target.py)"
-#endif
-#if CG_MR > 16 || CG_NRV > 4
-#error "gemm_core.h: its loops unroll at most 16 rows and 4 vectors"
-#endif
-/* model.c compiled without its target's flags (by hand, without -march): vectors no wider
- * than the compiler was told the CPU has, so the code stays correct and warning-free. */
-#if defined(__AVX512F__)
-#define CG_ISA_VL 16
-#elif defined(__AVX__)
-#define CG_ISA_VL 8
-#else
-#define CG_ISA_VL 4
-#endif
-#if CG_VL > CG_ISA_VL
-#undef CG_VL
-#define CG_VL CG_ISA_VL
-#endif
 typedef float cg_vf __attribute__((vector_size(CG_VL * 4), aligned(4)));
-#define CG_NR (CG_NRV * CG_VL)
-
-/* A packer writes rows i0..i0+mc-1, columns p0..p0+kc-1 of A as MR-row slivers, k-major,
- * zero-padding rows past mc. A B packer writes rows p0..p0+kc-1, columns j0..j0+nc-1 of B as
- * NR-column slivers, k-major, zero-padding columns past nc. */
-typedef void (*cg_pack_a)(const void *ctx, int i0, int mc, int p0, int kc, float *out);
-typedef void (*cg_pack_b)(const void *ctx, int p0, int kc, int j0, int nc, float *out);
-
-/* An epilogue finishes a block of C in place once all of K is summed into it: rows of `c`
- * (ldc apart), columns j0..j0+cols-1 (the generated model's fused bias, relu, ...). It runs
- * while the block is still in cache, instead of as another pass over the whole output. */
-typedef void (*cg_epi)(const void *ctx, float *c, long ldc, int rows, int j0, int cols);
 
 /* Packing buffers: each OS thread has its own, made on its first use (thread-local), so
  * models running at the same time on different threads (each with its own OpenMP team) never
@@ -66,58 +32,6 @@ static inline float *const *cg_team_bpacks(int t)
 #endif
     table[t] = cg_bpack;
     return table;
-}
-
-/* One buffer for the whole team: the thread-local `own` of one team member (a filter the
- * threads pack together and all read, the filter gradient's partial sums). Every thread of the
- * team must call it at the same point; it ends with the team's barrier. */
-static inline float *cg_team_buffer(float *own)
-{
-    float *buffer = own;
-#ifdef _OPENMP
-#pragma omp single copyprivate(buffer)
-    buffer = own;
-#endif
-    return buffer;
-}
-
-/* Threads for one product: what OpenMP would use, capped at the packing buffers we have. */
-static inline int cg_threads(void)
-{
-#ifdef _OPENMP
-    int n = omp_get_max_threads();
-    return n < CG_MAX_THREADS ? n : CG_MAX_THREADS;
-#else
-    return 1;
-#endif
-}
-
-/* The calling thread's number and its team's size (0 and 1 without OpenMP). */
-static inline int cg_thread_num(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static inline int cg_num_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-
-/* Thread t's share [*lo, *hi) of n items split among nt threads, cut at multiples of `align`
- * (a micro-tile, a panel, a cache line): every split in the generated code goes through here. */
-static inline void cg_share(long n, long align, int t, int nt, long *lo, long *hi)
-{
-    const long units = (n + align - 1) / align;
-    *lo = units * t / nt * align < n ? units * t / nt * align : n;
-    *hi = units * (t + 1) / nt * align < n ? units * (t + 1) / nt * align : n;
 }
 
 /* dst[i][j] += src[i][j] for rows [i0, i1) and columns [j0, j1): one thread's part of adding
@@ -247,7 +161,7 @@ static inline void cg_gemm_block(int m0, int m1, int j0, int j1, int k0, int k1,
 
 /* C (+)= A B, this thread's share: a contiguous block of rows or of columns, every element
  * summed over K in the same order, so results do not depend on the thread count. */
-static inline __attribute__((always_inline)) void
+CG_API void
 cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, const void *bctx, float *C,
              int ldc, int accumulate, cg_epi epi, const void *ectx, int t, int nt)
 {
@@ -277,7 +191,7 @@ cg_gemm_part(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb, 
 
 /* The whole product in one call (for callers whose operands vary at run time; the matmul
  * kernel opens its own region around cg_gemm_part). */
-static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
+CG_API void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, cg_pack_b pb,
                            const void *bctx, float *C, int ldc, int accumulate, int threads)
 {
     (void)threads;
@@ -289,10 +203,7 @@ static inline void cg_gemm(int M, int N, int K, cg_pack_a pa, const void *actx, 
 
 /* ---- packers ---------------------------------------------------------------------------- */
 
-/* A dense matrix: element (i, k) at p[i*rs + k*cs] (rs/cs swap for a transpose). */
-typedef struct { const float *p; long rs, cs; } cg_dense;
-
-static inline void cg_pack_a_dense(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+CG_API void cg_pack_a_dense(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_dense *d = ctx;
     for (int s = 0; s < mc; s += CG_MR)
@@ -301,7 +212,7 @@ static inline void cg_pack_a_dense(const void *ctx, int i0, int mc, int p0, int 
                 *out++ = s + i < mc ? d->p[(long)(i0 + s + i) * d->rs + (long)(p0 + k) * d->cs] : 0.f;
 }
 
-static inline void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int nc, float *out)
+CG_API void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int nc, float *out)
 {
     const cg_dense *d = ctx;
     for (int s = 0; s < nc; s += CG_NR, out += (long)kc * CG_NR) {
@@ -333,7 +244,7 @@ static inline void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int 
  * others into their packing buffers); the partials are then added in thread order, so the
  * result is the same for a given thread count. Every thread must call it (it has a barrier).
  * The matmul kernel opens the region itself, so the sizes are constants here. */
-static inline __attribute__((always_inline)) void
+CG_API void
 cg_gemm_small_m_part(int M, int N, int K, const cg_dense *A, const cg_dense *B, float *C, int ldc, cg_epi epi,
                      const void *ectx, int t, int nt)
 {
@@ -381,17 +292,10 @@ cg_gemm_small_m_part(int M, int N, int K, const cg_dense *A, const cg_dense *B, 
         epi(ectx, C, ldc, M, j0, j1 - j0);
 }
 
-/* Whether cg_gemm_small_m_part may split K among threads: enough rows of B to share, and
- * the partials fit a packing buffer. */
-static inline int cg_small_m_split(int M, int N, int K)
-{
-    return K >= 64 && (long)M * N <= (long)CG_KC * (CG_NC + CG_NR);
-}
-
 /* C = A B for a few rows of A (M < MR: batch-1 inference), no packing: with B's rows
  * contiguous, cg_gemm_small_m_part in a region of its own (generated matmuls open theirs);
  * a narrow B in registers; with B's columns contiguous (transpose_b), dot products. */
-static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const cg_dense *B,
+CG_API void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const cg_dense *B,
                                    float *C, int ldc, int threads, cg_epi epi, const void *ectx)
 {
     if (B->cs != 1) {
@@ -446,14 +350,7 @@ static inline void cg_gemm_small_m(int M, int N, int K, const cg_dense *A, const
     cg_gemm_small_m_part(M, N, K, A, B, C, ldc, epi, ectx, cg_thread_num(), cg_num_threads());
 }
 
-/* Convolution geometry (NHWC input, TF filter [KH, KW, C, OC]). */
-typedef struct { const float *x; int H, W, C, OH, OW, KH, KW, SH, SW, PT, PL; } cg_conv;
-
-/* B for the input gradient as a direct conv of dy: rows (a, b, oc) of the filter turned 180
- * degrees, columns c: element ((a, b, oc), c) is f[KH-1-a, KW-1-b, c, oc]. */
-typedef struct { const float *f; int KH, KW, C, OC; } cg_filt_rot;
-
-static inline void cg_pack_b_filt_rot(const void *ctx, int p0, int kc, int j0, int nc, float *out)
+CG_API void cg_pack_b_filt_rot(const void *ctx, int p0, int kc, int j0, int nc, float *out)
 {
     const cg_filt_rot *g = ctx;
     for (int s = 0; s < nc; s += CG_NR)
@@ -504,7 +401,7 @@ static inline void cg_pad_input(const cg_conv *g, int batch, float *xpad, int Hp
  * K is walked by kernel rows (kh), short ones several to a call; B (the filter, as rows
  * (kh, kw, c)) comes through a packer, or is read as it is (bdirect). Threads split the
  * output pixels. */
-static inline __attribute__((always_inline)) void
+CG_API void
 cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx, const float *bdirect, int OC,
                     float *out, float *xpad, cg_epi epi, const void *ectx, int t, int nt)
 {
@@ -586,7 +483,7 @@ cg_conv_direct_part(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
 
 /* The whole conv in one call (the kernel tests use it; generated kernels open their own
  * region around cg_conv_direct_part, with the geometry constant inside it). */
-static inline void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
+CG_API void cg_conv_direct(const cg_conv *g, int batch, cg_pack_b pb, const void *bctx,
                                   const float *bdirect, int OC, float *out, float *xpad, int threads)
 {
     (void)threads;
@@ -626,7 +523,7 @@ static inline void cg_micro_gather(int kc, const float *const *cols, const long 
  * pixels are split among threads, each summing into its own partial (thread 0 into df); the
  * partials are added in thread order: deterministic for a given thread count. `xpad` holds the
  * padded input plus MR floats of slack; `partials` (CG_MAX_THREADS - 1) filter-sized blocks. */
-static inline __attribute__((always_inline)) void
+CG_API void
 cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, float *df, float *xpad,
                          float *partials, int t, int nt)
 {
@@ -685,7 +582,7 @@ cg_conv_filter_grad_part(const cg_conv *g, int batch, const float *dy, int OC, f
         cg_add_block(df, OC, partials + (long)(u - 1) * rows * OC, OC, r0, r1, 0, OC);
 }
 
-static inline void cg_conv_filter_grad(const cg_conv *g, int batch, const float *dy, int OC, float *df,
+CG_API void cg_conv_filter_grad(const cg_conv *g, int batch, const float *dy, int OC, float *df,
                                        float *xpad, float *partials, int threads)
 {
     (void)threads;
@@ -695,12 +592,7 @@ static inline void cg_conv_filter_grad(const cg_conv *g, int batch, const float 
     cg_conv_filter_grad_part(g, batch, dy, OC, df, xpad, partials, cg_thread_num(), cg_num_threads());
 }
 
-/* conv2d input gradient, A = gather(dy): row m = (n, ih, iw), column k = (kh, kw, oc) holds
- * dy[n, oh, ow, oc] for the output pixel whose window puts tap (kh, kw) on (ih, iw), or 0.
- * g describes the forward conv: x = the input geometry, OH/OW/C as in forward, dy in g->x. */
-typedef struct { const float *dy; int H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, OC; } cg_convt;
-
-static inline void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+CG_API void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_convt *g = ctx;
     const int hw = g->H * g->W, rowlen = g->OC;
@@ -731,10 +623,7 @@ static inline void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, i
     }
 }
 
-/* B = the filter seen as [(kh, kw, oc), c]: element (k, c) is f[kh, kw, c, oc]. */
-typedef struct { const float *f; int KW, C, OC; } cg_filt;
-
-static inline void cg_pack_b_filt_t(const void *ctx, int p0, int kc, int j0, int nc, float *out)
+CG_API void cg_pack_b_filt_t(const void *ctx, int p0, int kc, int j0, int nc, float *out)
 {
     const cg_filt *g = ctx;
     for (int s = 0; s < nc; s += CG_NR)

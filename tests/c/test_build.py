@@ -72,6 +72,15 @@ def test_generated_c_is_warning_free(mod, out_root, openmp):
         assert r.returncode == 0, f"{c}:\n{r.stderr}"
 
 
+@pytest.mark.parametrize("flags", [["-O2"], ["-O3", "-march=native", "-fopenmp"]], ids=["O2-serial", "O3-openmp"])
+def test_gemm_core_is_warning_free(mod, out_root, flags):
+    """The GEMM core every model links (gemm_core.c beside model.c), under the same rules."""
+    core = Path(mod.__file__).parent / "gemm_core.c"
+    assert core.exists()
+    r = _compile_strict(core, [*flags, "-I", str(core.parent)])
+    assert r.returncode == 0, r.stderr
+
+
 EXAMPLE_SPECS = sorted((REPO / "examples").glob("*.cnn"))
 
 
@@ -95,7 +104,8 @@ def test_plain_c_program_runs_inference(mod, tmp_path):
     (tmp_path / "main.c").write_text(MAIN_C)
     exe = tmp_path / "infer"
     r = subprocess.run([build.compiler(), "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(pkg), str(tmp_path / "main.c"),
-                        str(pkg / "model.c"), "-lm", "-o", str(exe)], capture_output=True, text=True)
+                        str(pkg / "model.c"), str(pkg / "gemm_core.c"), "-lm", "-o", str(exe)],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     m = mod.Model(seed=5)
     slab = np.zeros(mod.manifest["params_size"], np.float32)

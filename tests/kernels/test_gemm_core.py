@@ -16,7 +16,15 @@ import pytest
 from cnnc.compiler import target
 from tests.reference import numpy_ops as ref
 
-CORE = Path(__file__).resolve().parents[2] / "compiler" / "templates" / "gemm_core.h"
+TEMPLATES = Path(__file__).resolve().parents[2] / "compiler" / "templates"
+CORE = TEMPLATES / "gemm_core.h"
+CORE_FILES = (CORE, TEMPLATES / "gemm_api.h")     # the core's code and the interface it includes
+
+
+def copy_core(d):
+    """The GEMM core's files into folder d, for a driver that includes gemm_core.h."""
+    for f in CORE_FILES:
+        shutil.copy(f, d / f.name)
 
 WRAPPERS = r'''
 #include "gemm_core.h"
@@ -75,7 +83,7 @@ def lib(request, tmp_path_factory):
     if shutil.which("gcc") is None:
         pytest.fail("gcc is required to build kernels")
     d = tmp_path_factory.mktemp("gemm_" + request.param)
-    shutil.copy(CORE, d / "gemm_core.h")
+    copy_core(d)
     (d / "w.c").write_text(WRAPPERS)
     so = d / "libw.so"
     subprocess.run(["gcc", "-O2", *_flags(target.TARGETS[request.param]), "-fopenmp", "-Wall", "-Wextra",
@@ -90,7 +98,7 @@ def test_other_targets_compile(tmp_path, name):
     t = target.TARGETS[name]
     if not set(t.needs) <= {"__AVX512F__", "__AVX2__", "__FMA__"} or "__x86_64__" not in target.predefines()[1]:
         pytest.skip(f"{name} is not an x86-64 target")
-    shutil.copy(CORE, tmp_path / "gemm_core.h")
+    copy_core(tmp_path)
     (tmp_path / "w.c").write_text(WRAPPERS)
     r = subprocess.run(["gcc", "-O2", *_flags(t), "-fopenmp", "-Wall", "-Wextra", "-Werror", "-fPIC", "-c",
                         str(tmp_path / "w.c"), "-o", str(tmp_path / "w.o")], capture_output=True, text=True)

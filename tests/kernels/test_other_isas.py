@@ -13,7 +13,7 @@ import pytest
 
 from cnnc.compiler import target
 
-from .test_gemm_core import CORE, WRAPPERS
+from .test_gemm_core import WRAPPERS, copy_core
 
 CROSS, QEMU = "aarch64-linux-gnu-gcc", "qemu-aarch64"
 SYSROOT = Path("/usr/aarch64-linux-gnu")
@@ -129,7 +129,7 @@ int main(void) {
 def test_neon_kernels_under_qemu(tmp_path):
     t = target.TARGETS["neon"]
     assert target.native(CROSS) is t                  # what a build with CC=the cross compiler picks
-    shutil.copy(CORE, tmp_path / "gemm_core.h")
+    copy_core(tmp_path)
     (tmp_path / "t.c").write_text(WRAPPERS + DRIVER)
     exe = tmp_path / "t"
     defines = [f"-D{name}={value}" for name, value in target.defines(t)]
