@@ -28,15 +28,23 @@ def test_duel_reports_an_unknown_model_as_an_error_not_a_crash():
 
 
 def test_other_load_counts_live_children_as_own(tmp_path):
+    """A child that has used 0.3 s of CPU and is still alive counts as this process's own.
+    The child spins for CPU time, not wall time, so a loaded machine only makes it slower
+    (it spins to 0.4 s: /proc counts whole clock ticks, the child's own clock does not)."""
     import subprocess
     import sys
     import time
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<0.6: pass"])
+    spin = ("import time\nwhile time.process_time() < 0.4: pass\ntime.sleep(60)")
+    busy = subprocess.Popen([sys.executable, "-c", spin])
     try:
         load = harness.OtherLoad(pids=[busy.pid])
-        time.sleep(0.5)
+        deadline = time.perf_counter() + 60
+        while harness._pid_cpu(busy.pid) < 0.3 and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        assert busy.poll() is None                    # still running: a live child
         own = load._own() - load.start[2]
     finally:
+        busy.kill()
         busy.wait()
     assert own > 0.2               # the child's spinning is counted as this process's CPU
 
