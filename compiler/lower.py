@@ -126,7 +126,7 @@ class _Lowerer:
         self.producer: dict[int, Node] = {}     # fused node -> the node its chain starts from
         self.salt: dict[int, int] = {}
         self.keep: list[Node] = []
-        for v in g.inputs + g.params + g.const_values:
+        for v in g.inputs + g.params + g.state + g.const_values:
             self.root[v.id] = v
         for node in g.nodes:
             k = self.kernel(node)
@@ -136,6 +136,11 @@ class _Lowerer:
             self.param_off[p.id] = off
             off += -(-numel(p.type).b // PARAM_ALIGN) * PARAM_ALIGN
         self.params_size = off
+        self.state_off, off = {}, 0
+        for v in g.state:
+            self.state_off[v.id] = off
+            off += -(-numel(v.type).b // PARAM_ALIGN) * PARAM_ALIGN
+        self.state_size = off
 
     def kernel(self, node: Node):
         if id(node) not in self.kernels:
@@ -206,6 +211,8 @@ class _Lowerer:
                 return loc[r.id]
             if r.kind == "param":
                 return f"params + {self.param_off[r.id]}"
+            if r.kind == "state":
+                return f"state + {self.state_off[r.id]}"
             if r.kind == "const":
                 return f"k{r.id}"
             raise LowerError(f"no location for {v!r} in {name}")
@@ -247,7 +254,10 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
     feature_ids = {v.id for v in feature}
     lw = _Lowerer(g, grads.roles, source, fusion)
     sym = sanitize(g.model)
-    taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key"}
+    taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key",
+                       "state", "state_next"}
+    # state is read by every entry point and written only by train_step (through state_next)
+    state_in = [("const float*", "state", ["state"])] if g.state else []
 
     def input_params(values, const=True):
         out = []
@@ -262,7 +272,7 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
 
     # forward
     outs = [(v, unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
-    params = [("const float*", "params", ["params"]), ("uint8_t*", "ws", ["ws"])]
+    params = [("const float*", "params", ["params"])] + state_in + [("uint8_t*", "ws", ["ws"])]
     params += [in_params[v.id] for v in feature]
     params += [(f"{ctype(v.type)}*", c, ["output", n]) for v, c, n in outs]
     params.append(("int", "N", ["N"]))
@@ -273,7 +283,8 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
     f32_inputs = [v for v in g.inputs if v.type.dtype == "f32"]
     dparams = {n: unique("d_" + sanitize(n), taken) for n in douts}
     dx = {v.id: unique("dx_" + sanitize(v.name), taken) for v in f32_inputs}
-    params = [("const float*", "params", ["params"]), ("float*", "grads", ["grads"]), ("uint8_t*", "ws", ["ws"])]
+    params = [("const float*", "params", ["params"])] + state_in
+    params += [("float*", "grads", ["grads"]), ("uint8_t*", "ws", ["ws"])]
     params += [in_params[v.id] for v in feature]
     params += [("const float*", dparams[n], ["dout", n]) for n in douts]
     params += [("float*", dx[v.id], ["dinput", v.name]) for v in f32_inputs]
@@ -292,20 +303,30 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
         if bad:
             raise LowerError(f"loss and metrics must be scalars; {bad[0].name} is {bad[0].type}")
         res = [(v, f"results + {i}", "float") for i, v in enumerate(scalars)]
-        params = [("const float*", "params", ["params"]), ("uint8_t*", "ws", ["ws"])]
+        params = [("const float*", "params", ["params"])] + state_in + [("uint8_t*", "ws", ["ws"])]
         params += [in_params[v.id] for v in g.inputs] + [("float*", "results", ["results"]), ("int", "N", ["N"])]
         entries.append(lw.entry("eval_step", f"{sym}_eval_step", params, ext_inputs, res, [], training=False))
         if opt is not None:
-            params = [("float*", "params", ["params"]), ("float*", "grads", ["grads"]),
-                      ("float*", "opt", ["opt"]), ("uint8_t*", "ws", ["ws"])]
+            # a training step's own loss and metrics (batch statistics where the spec says so)
+            train_scalars = [g.train_loss or g.loss] + [g.train_metrics.get(k, v) for k, v in g.metrics.items()]
+            res = [(v, f"results + {i}", "float") for i, v in enumerate(train_scalars)]
+            params = [("float*", "params", ["params"])]
+            if g.state:
+                params += [("float*", "state", ["state"]), ("float*", "state_next", ["state_next"])]
+            params += [("float*", "grads", ["grads"]), ("float*", "opt", ["opt"]), ("uint8_t*", "ws", ["ws"])]
             params += [in_params[v.id] for v in g.inputs] + [("float*", "results", ["results"])]
             params += [("float", "lr", ["lr"]), ("int", "t", ["t"]), ("uint64_t", "seed", ["seed"]),
                        ("uint64_t", "counter", ["counter"]), ("int", "N", ["N"])]
             zero = []
             _route([(p, f"grads + {lw.param_off[p.id]}") for p in g.params], trn, res, zero)
+            # each update's new value goes to state_next; update.c.j2 copies it over the state
+            # once the step is known to be finite
+            updated = [v for v in g.state if v.id in g.updates]
+            res += [(g.updates[v.id], f"state_next + {lw.state_off[v.id]}", "float") for v in updated]
             hyper = dict(OPTIMIZERS[opt.kind].defaults, **dict(opt.hyper))
             # threads split the slab once it is big enough to pay for them (flowers: 5.5M)
             update = dict(kind=opt.kind, size=lw.params_size, threads=threads_when(Lin(0, lw.params_size)),
+                          state=[(lw.state_off[v.id], numel(v.type).b) for v in updated],
                           **OPTIMIZERS[opt.kind].c_update({k: c_float(v) for k, v in hyper.items()}))
             entries.append(lw.entry("train_step", f"{sym}_train_step", params, ext_inputs, res, zero,
                                     training=True, update=update))
@@ -355,6 +376,11 @@ def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> di
                     "init": {"kind": g.inits[p.id].kind, "args": dict(g.inits[p.id].args)}}
                    for p in g.params],
         "params_size": lw.params_size,
+        "state": [{"name": v.name, "shape": list(v.type.shape), "offset": lw.state_off[v.id],
+                   "init": {"kind": g.inits[v.id].kind, "args": dict(g.inits[v.id].args)},
+                   "updated": v.id in g.updates}
+                  for v in g.state],
+        "state_size": lw.state_size,
         "outputs": [{"name": n, "dtype": v.type.dtype, "shape": shape_json(v.type)} for n, v in g.outputs.items()],
         "loss": None if g.loss is None else {"dtype": g.loss.type.dtype, "shape": shape_json(g.loss.type)},
         "metrics": [{"name": n, "dtype": v.type.dtype, "shape": shape_json(v.type)} for n, v in g.metrics.items()],

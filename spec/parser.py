@@ -102,6 +102,12 @@ class _ToAst(Transformer_NonRecursive):
     def param_decl(self, meta, c):
         return ast.ParamDecl(c[0], c[1], c[2], _span(meta))
 
+    def state_decl(self, meta, c):
+        return ast.StateDecl(c[0], c[1], c[2], _span(meta))
+
+    def update_decl(self, meta, c):
+        return ast.UpdateDecl(c[0], c[1], _span(meta))
+
     def const_decl(self, meta, c):
         return ast.ConstDecl(c[0], c[1], c[2], _span(meta))
 

@@ -102,6 +102,15 @@ CASES = {
     "exp": ("input a: f32[N, 5]\noutput y = exp(a)", {}),
     "log": ("input a: f32[N, 5]\noutput y = log(a)", {"a": positive}),
     "abs": ("input a: f32[N, 5]\noutput y = abs(a)", {}),
+    "batch_normalization": ("input a: f32[N, 3, 4]\ninput m: f32[4]\ninput v: f32[4]\ninput o: f32[4]\n"
+                            "input s: f32[4]\noutput y = batch_normalization(a, m, v, o, s, 0.001)", {"v": positive}),
+    "batch_normalization_scalars": ("input a: f32[N, 3]\ninput v: f32[1, 3]\n"
+                                    "output y = batch_normalization(a, 0.5, v, 0.0, 2.0, variance_epsilon=0.1)",
+                                    {"v": positive}),
+    # training-mode batch norm: the gradient flows through the batch statistics
+    "batch_statistics": ("input a: f32[N, 3, 4]\ninput s: f32[4]\nm = reduce_mean(a, axis=[0, 1])\n"
+                         "v = reduce_mean(square(a - m), axis=[0, 1])\n"
+                         "output y = batch_normalization(a, m, v, 0.1, s, 0.001)", {}),
     "pad_constant": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [2, 1], [0, 3]], constant_values=2.0)", {}),
     "pad_reflect": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [2, 1], [3, 3]], mode=\"REFLECT\")", {}),
     "pad_symmetric": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [3, 2], [1, 4]], \"symmetric\")", {}),

@@ -72,6 +72,7 @@ STAGES = [
     {"ops", "kernel"},
     {"builder"},
     {"check", "initializers", "optimizers"},
+    {"modes"},
     {"autodiff", "verify"},
     {"lower", "functions", "fuse", "memory", "summary", "bounds"},
     {"emit"},
