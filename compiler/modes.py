@@ -38,10 +38,11 @@ def split(g: Graph) -> Graph:
             if trn(t) is not inf(i):
                 train[node.out.id] = trn(t)
             continue
-        node.inputs = tuple(inf(v) for v in node.inputs)
+        original = node.inputs
+        node.inputs = tuple(inf(v) for v in original)
         nodes.append(node)
-        if any(v.id in train for v in node.inputs):
-            ins = tuple(trn(v) for v in node.inputs)
+        if any(v.id in train for v in original):
+            ins = tuple(trn(v) for v in original)
             out = g.new_value(b.unique(node.out.name + "_train"), node.out.type, "node", node.out.span)
             copy = Node(node.op, ins, dict(node.attrs), out, node.span, node.phase)
             out.node = copy

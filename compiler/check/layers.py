@@ -178,7 +178,7 @@ def build_batch_norm(x: TensorType, args, span):
                       "no channel axis", code="layer-rank",
                       notes=["the last axis is the batch axis" if x.rank == 1 else
                              f"the last axis of {x} is not a fixed size"],
-                      help="give it a channel axis, e.g. reshape(x, [-1, 1])")
+                      help=f"give it a channel axis, e.g. reshape({args['input']}, [-1, 1])")
     m, out, inp = args["momentum"], args["output"], args["input"]
     name = lambda n: ast.Name(n, span)                                   # noqa: E731
     axes = ints(range(x.rank - 1), span)
