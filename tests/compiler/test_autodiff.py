@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cnnc import pipeline
-from cnnc.compiler import autodiff, verify
+from cnnc.compiler import autodiff, modes, verify
 from tests.reference.finite_diff import numeric_vjp
 
 from .interp import Interpreter, concrete
@@ -24,9 +24,10 @@ N = 2
 
 
 def build(text: str, output: str = "y"):
-    """Check a spec, then add backward nodes for output `output` seeded by a new input `dout`."""
-    g = pipeline.check(text)
-    y = g.loss if output == "loss" else g.outputs[output]
+    """Check a spec, then add backward nodes for output `output` seeded by a new input `dout`;
+    the loss is the one a training step computes (batch statistics, modes.split)."""
+    g = modes.split(pipeline.check(text))
+    y = g.train_loss if output == "loss" else g.outputs[output]
     dout = g.new_value("dout", y.type, "input")
     g.inputs.append(dout)
     wrt = [v for v in g.params + g.inputs if v.type.dtype == "f32" and v is not dout]
@@ -38,6 +39,8 @@ def build(text: str, output: str = "y"):
 def feeds_for(g, rng, special=None):
     special = special or {}
     out = {}
+    for v in g.state:                   # moving statistics: a variance must be positive
+        out[v.name] = positive(rng, concrete(v.type.shape, N))
     for v in g.inputs + g.params:
         shape = concrete(v.type.shape, N)
         if v.name in special:
