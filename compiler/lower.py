@@ -1,11 +1,14 @@
 """The `lower` stage: GradGraph -> Program: kernels with every size resolved, a buffer plan,
-and four entry points. Fusion (fuse.py) and the buffer plan (memory.py) are its sub-steps.
+and four entry points. Batch-norm folding (fold.py), fusion (fuse.py) and the buffer plan
+(memory.py) are its sub-steps.
 
-  forward     outputs, dropout off
-  backward    the VJP of the outputs: given a gradient per f32 output, the gradient of every
-              param (into the grads slab) and of every f32 input (zeros where none flows)
-  train_step  loss and metrics with dropout on, the loss gradient, then the optimizer update
-  eval_step   loss and metrics, dropout off, no update
+  forward     outputs, dropout off, moving statistics (batch norms folded into their convs)
+  backward    the VJP of the outputs (inference mode): given a gradient per f32 output, the
+              gradient of every param (into the grads slab) and of every f32 input (zeros
+              where none flows)
+  train_step  loss and metrics with dropout on and batch statistics, the loss gradient, the
+              state updates (into state_next), then the optimizer update
+  eval_step   loss and metrics, dropout off, moving statistics (folded), no update
 
 Each entry point computes only what its results need (dead nodes are dropped), in graph
 order. A node becomes one call of its op's kernel function; reshape-like ops become aliases
@@ -13,6 +16,7 @@ of their operand's memory. A result is written straight into its destination (th
 output array, the grads slab) when it owns its memory, else copied there at the end."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -21,6 +25,7 @@ import numpy as np
 from .. import __version__
 from .autodiff import GradGraph
 from .bounds import batch_limit, index_bounds
+from .fold import fold_batch_norms
 from .fuse import fuse
 from .functions import Functions, KernelFn, unique
 from .ir import Graph, Node, Value
@@ -246,9 +251,18 @@ def _ws_expr(off: Lin) -> str:
 # --------------------------------------------------------------------------- the program
 
 
-def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
+def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True) -> Program:
     """Lower a differentiated graph (not modified) to a Program. `source` (spec.source.Source)
-    gives kernel comments their line numbers; `fusion=False` keeps every op its own kernel."""
+    gives kernel comments their line numbers; `fusion=False` keeps every op its own kernel;
+    `fold=False` keeps inference batch norms apart from the convs before them (fold.py)."""
+    inference: dict[int, Value] = {}          # forward and eval_step read these values instead
+    if fold:
+        copied = copy.deepcopy(grads)
+        g = copied.graph
+        inference = fold_batch_norms(g, list(g.outputs.values()) + ([g.loss, *g.metrics.values()]
+                                                                     if g.loss is not None else []))
+        if inference:
+            grads = copied
     g, douts, bwd, trn = grads.graph, grads.douts, grads.backward, grads.train
     feature = _depends_on(list(g.outputs.values()), g)
     feature_ids = {v.id for v in feature}
@@ -271,7 +285,7 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
     entries = []
 
     # forward
-    outs = [(v, unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
+    outs = [(inference.get(v.id, v), unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
     params = [("const float*", "params", ["params"])] + state_in + [("uint8_t*", "ws", ["ws"])]
     params += [in_params[v.id] for v in feature]
     params += [(f"{ctype(v.type)}*", c, ["output", n]) for v, c, n in outs]
@@ -302,7 +316,7 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
         bad = [v for v in scalars if v.type.shape]
         if bad:
             raise LowerError(f"loss and metrics must be scalars; {bad[0].name} is {bad[0].type}")
-        res = [(v, f"results + {i}", "float") for i, v in enumerate(scalars)]
+        res = [(inference.get(v.id, v), f"results + {i}", "float") for i, v in enumerate(scalars)]
         params = [("const float*", "params", ["params"])] + state_in + [("uint8_t*", "ws", ["ws"])]
         params += [in_params[v.id] for v in g.inputs] + [("float*", "results", ["results"]), ("int", "N", ["N"])]
         entries.append(lw.entry("eval_step", f"{sym}_eval_step", params, ext_inputs, res, [], training=False))

@@ -74,7 +74,7 @@ STAGES = [
     {"check", "initializers", "optimizers"},
     {"modes"},
     {"autodiff", "verify"},
-    {"lower", "functions", "fuse", "memory", "summary", "bounds"},
+    {"lower", "functions", "fuse", "fold", "memory", "summary", "bounds"},
     {"emit"},
     {"build"},
 ]
