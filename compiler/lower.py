@@ -355,6 +355,7 @@ def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True)
         "params_bytes": 4 * lw.params_size,
         "grads_bytes": 4 * lw.params_size,
         "optimizer_bytes": 4 * lw.params_size * len(slots),
+        "state_bytes": 8 * lw.state_size,          # the state and train_step's state_next
         "workspace": {"fixed_bytes": max(e.workspace.fixed for e in entries),
                       "per_example_bytes": max(e.workspace.per_example for e in entries)},
         "entries": {e.name: {"fixed_bytes": e.workspace.fixed, "per_example_bytes": e.workspace.per_example}

@@ -95,6 +95,7 @@ def memory_table(memory: dict, batch_sizes=(1, 32)) -> dict[str, str]:
     ws = memory["workspace"]
     out = {"params": _human(memory["params_bytes"]), "grads": _human(memory["grads_bytes"]),
            "optimizer state": _human(memory["optimizer_bytes"]),
+           **({"state": _human(memory["state_bytes"])} if memory.get("state_bytes") else {}),
            "workspace": f"{_human(ws['fixed_bytes'])} + {_human(ws['per_example_bytes'])}*N"}
     for n, total in totals(memory, batch_sizes).items():
         out[f"total at N={n}"] = _human(total)

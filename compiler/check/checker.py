@@ -167,7 +167,9 @@ class Checker(Exprs, Values, LayerSugar):
             t = self.type_expr(s.type, allow_batch=False)
             if t.dtype != "f32":
                 self.report(error("state-dtype", f"state `{full}` must be f32, not {t.dtype}", s.type.span,
-                                  help="use `const` for fixed integer tensors"))
+                                  notes=["state is stored as float32, beside the params"],
+                                  help=f"declare it f32[{', '.join(map(str, t.shape))}] and cast(..., i32) "
+                                  "where an integer is needed"))
             init = self.initializer(s.init, t)
         except Abort:
             self.define(s.name, POISON)
