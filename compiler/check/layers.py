@@ -147,9 +147,11 @@ def _need_rank(x: TensorType, rank, layer, layout):
 def build_conv(x: TensorType, args, span):
     (kh, kw), (sh, sw) = args["kernel_size"], args["strides"]
     _need_rank(x, 4, "conv", "[batch, height, width, channels]")
+    dh, dw = _dilation(args, "conv")
     params = [("weight", [kh, kw, x.shape[3], args["filters"]], args["kernel_initializer"])]
+    dilated = {"dilations": ints([1, dh, dw, 1], span)} if (dh, dw) != (1, 1) else {}
     expr = call("conv2d", span, ast.Name(args["input"], span), ast.Name("weight", span),
-                strides=ints([1, sh, sw, 1], span), padding=ast.String(args["padding"], span))
+                strides=ints([1, sh, sw, 1], span), padding=ast.String(args["padding"], span), **dilated)
     return params, _activate(_with_bias(args, expr, args["filters"], span, params), args["activation"], span)
 
 
@@ -246,7 +248,8 @@ def register(layer: Layer) -> Layer:
     return layer
 
 
-register(Layer("conv", (INPUT, Arg("filters", "int", convert=_positive("filters"))) + WINDOW + COMMON, build_conv,
+register(Layer("conv", (INPUT, Arg("filters", "int", convert=_positive("filters"))) + WINDOW + (DILATION,) + COMMON,
+               build_conv,
                "conv2d + bias + activation; creates weight [kh, kw, in, filters], bias"))
 register(Layer("conv_transpose", (INPUT, Arg("filters", "int", convert=_positive("filters"))) + WINDOW + COMMON,
                build_conv_transpose,

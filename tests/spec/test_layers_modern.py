@@ -49,6 +49,20 @@ def test_separable_conv_params_match_keras(filters, k, dm, stride):
     assert out_type(g) == f"f32[N, {size}, {size}, {filters}]"
 
 
+@pytest.mark.parametrize("pad,d,size", [("SAME", 2, 16), ("VALID", 2, 12), ("VALID", [1, 3], None)])
+def test_conv_dilation_rate_keeps_the_params_and_widens_the_window(pad, d, size):
+    g = graph(f"y = conv(x, 4, 3, padding=\"{pad}\", dilation_rate={d})\noutput y")
+    assert sum(counts(g).values()) == 3 * 3 * 8 * 4 + 4          # Keras Conv2D: dilation adds no params
+    if size is not None:
+        assert out_type(g) == f"f32[N, {size}, {size}, 4]"       # VALID: 16 - (3 - 1) * 2
+    else:
+        assert out_type(g) == "f32[N, 14, 10, 4]"                # spans 3 and 7
+    core = desugar(f"model m\ninput x: f32[N, 16, 16, 8]\ny = conv(x, 4, 3, dilation_rate={d})\noutput y\n")
+    assert "dilations=[1, " in core
+    plain = desugar("model m\ninput x: f32[N, 16, 16, 8]\ny = conv(x, 4, 3)\noutput y\n")
+    assert "dilations" not in plain                              # undilated convs desugar as before
+
+
 def test_global_avg_pool_and_upsample_shapes():
     g = graph("y = global_avg_pool(x)\nz = global_avg_pool(x, keepdims=true)\n"
               "u = upsample(x)\nv = upsample(x, [3, 1], interpolation=\"bilinear\")\n"
@@ -111,19 +125,22 @@ def one_error(text: str):
     """The only diagnostic of `text`, with the line it points at."""
     with pytest.raises(SpecError) as e:
         cnnc.check(text)
-    (d,) = e.value.diagnostics
+    (d,) = [d for d in e.value.diagnostics if d.severity.name == "ERROR"]
     return d, text.count("\n", 0, d.span.start) + 1
 
 
 @pytest.mark.parametrize("call,code,words", [
     ("depthwise_conv(x, 3, strides=2, dilation_rate=2)", "attr", "must have strides of 1"),
     ("separable_conv(x, 8, 3, strides=2, dilation_rate=[1, 2])", "attr", "must have strides of 1"),
+    ("conv(x, 8, 3, strides=2, dilation_rate=2)", "attr", "must have strides of 1"),
+    ("conv2d(x, w, 2, \"SAME\", dilations=[2, 1])", "attr", "must have strides of 1"),
     ("upsample(x, 0)", "attr", "`size` must be a positive int"),
     ("upsample(x, interpolation=\"cubic\")", "attr", "`interpolation` must be"),
     ("depthwise_conv(x, 3, depth_multiplier=0)", "attr", "`depth_multiplier` must be a positive"),
 ])
 def test_layer_mistakes_are_reported_at_the_line(call, code, words):
-    d, line = one_error(f"model m\ninput x: f32[N, 16, 16, 8]\n\ny = {call}\noutput y\n")
+    d, line = one_error(f"model m\ninput x: f32[N, 16, 16, 8]\nparam w: f32[3, 3, 8, 4] = zeros()\n"
+                        f"y = {call}\noutput y\n")
     assert d.code == code and words in d.message, d
     assert line == 4
     if "strides of 1" in words:
