@@ -1,7 +1,7 @@
 """The spec's abstract syntax: small frozen dataclasses, one per form, each with its source span."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from .source import Span
@@ -55,6 +55,7 @@ class Call:
     args: tuple["Expr", ...]
     kwargs: tuple[Keyword, ...]
     span: Span
+    piped: bool = field(default=False, compare=False)   # args[0] came from `|>` or a `stack` step
 
 
 @dataclass(frozen=True)

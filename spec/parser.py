@@ -154,7 +154,7 @@ class _ToAst(Transformer_NonRecursive):
     def pipe(self, meta, c):
         # `a |> f(b, k=v)` is `f(a, b, k=v)`
         value, call = c
-        return ast.Call(call.func, (value,) + call.args, call.kwargs, _span(meta))
+        return ast.Call(call.func, (value,) + call.args, call.kwargs, _span(meta), piped=True)
 
     def _binop(op):
         def rule(self, meta, c):

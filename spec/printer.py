@@ -9,7 +9,8 @@ _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 def expr(e, subst=None) -> str:
     subst = subst or {}
     if id(e) in subst:
-        return subst[id(e)].id
+        s = subst[id(e)]
+        return s.id if isinstance(s, ast.Name) else expr(s, subst)
     if isinstance(e, ast.Name):
         return e.id
     if isinstance(e, ast.Number):

@@ -30,7 +30,7 @@ class Checked:
     graph: Graph | None
     diagnostics: list[Diagnostic]
     expansions: dict = field(default_factory=dict)    # id(layer Call) -> core statements, for --desugar
-    subst: dict = field(default_factory=dict)         # id(layer Call) -> Name it became
+    subst: dict = field(default_factory=dict)         # id(layer or piped Call) -> what it became
     penalties: list = field(default_factory=list)     # names of L2 terms added to the loss
     module: ast.Module | None = None                  # the checked (desugared) module
 
@@ -54,7 +54,7 @@ class Checker(Exprs, Values, LayerSugar):
         self.penalty_names: list[str] = []
         self.penalty_count = 0
         self.layer_counts: dict[str, int] = {}         # automatic scopes: conv_1, conv_2, ...
-        self.subst: dict[int, ast.Name] = {}
+        self.subst: dict[int, ast.Expr] = {}
         self.expansions: dict = {}                     # id(layer Call) -> core statements it became
         self.loss_span: Span | None = None
         self.model_span: Span | None = None

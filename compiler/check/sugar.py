@@ -56,8 +56,12 @@ class LayerSugar:
         if args.get("l2"):
             self.penalty_count += 1
             penalty = f"l2_penalty_{self.penalty_count}"
-            l2 = ast.BinOp("*", number(float(args["l2"]), c.span),
-                           call("l2_loss", c.span, ast.Name(params[0][0], c.span)), c.span)
+            # every weight is penalised, never the bias
+            losses = [call("l2_loss", c.span, ast.Name(n, c.span)) for n, _, _ in params if n != "bias"]
+            total = losses[0]
+            for more in losses[1:]:
+                total = ast.BinOp("+", total, more, c.span)
+            l2 = ast.BinOp("*", number(float(args["l2"]), c.span), total, c.span)
             core.append(ast.Let(ast.Ident(penalty, c.span), l2, c.span))
         core.append(ast.Let(ast.Ident(out_name, c.span), value, c.span))
         block = [ast.ScopeBlock(ast.Ident(sub, c.span), tuple(core), c.span)] if sub else core

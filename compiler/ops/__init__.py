@@ -36,6 +36,8 @@ class Arg:
     default: Any = REQUIRED
     convert: Callable[[Any], Any] | None = None   # normalize a static value; raises OpError
     aliases: tuple[str, ...] = ()
+    quiet_default: bool = False     # kernel comments leave it out at its default (an argument added
+                                    # later: kernels that do not use it keep their text)
 
     @property
     def is_operand(self) -> bool:

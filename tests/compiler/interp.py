@@ -59,12 +59,13 @@ class Interpreter:
         if op in _SIMPLE:
             return _SIMPLE[op](*a)
         if op == "conv2d":
-            return ref.conv2d(a[0], a[1], at["strides"], at["padding"])
+            return ref.conv2d(a[0], a[1], at["strides"], at["padding"], at["dilations"])
         if op == "conv2d_transpose":
             shape = concrete(node.out.type.shape, n)
-            return ref.conv2d_transpose(a[0], a[1], shape, at["strides"], at["padding"])
+            return ref.conv2d_transpose(a[0], a[1], shape, at["strides"], at["padding"], at["dilations"])
         if op == "conv2d_backprop_filter":
-            return ref.conv2d_backprop_filter(a[0], at["filter_shape"], a[1], at["strides"], at["padding"])
+            return ref.conv2d_backprop_filter(a[0], at["filter_shape"], a[1], at["strides"], at["padding"],
+                                              at["dilations"])
         if op in ("max_pool", "avg_pool"):
             return getattr(ref, op)(a[0], at["ksize"], at["strides"] or at["ksize"], at["padding"])
         if op == "max_pool_grad":

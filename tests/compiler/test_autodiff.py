@@ -130,6 +130,13 @@ CASES = {
     "conv2d_transpose_valid": ("input x: f32[N, 2, 2, 1]\nparam w: f32[2, 3, 2, 1] = zeros()\n"
                                "output y = conv2d_transpose(x, w, output_shape=[-1, 4, 5, 2], "
                                "strides=2, padding=\"VALID\")", {}),
+    "conv2d_same_dilated": ("input x: f32[N, 6, 5, 2]\nparam w: f32[3, 2, 2, 3] = zeros()\n"
+                            "output y = conv2d(x, w, 1, \"SAME\", dilations=[2, 3])", {}),
+    "conv2d_valid_dilated": ("input x: f32[N, 7, 6, 2]\nparam w: f32[2, 3, 2, 2] = zeros()\n"
+                             "output y = conv2d(x, w, [1, 1, 1, 1], \"VALID\", dilations=[1, 3, 2, 1])", {}),
+    "conv2d_transpose_dilated": ("input x: f32[N, 3, 4, 2]\nparam w: f32[2, 2, 3, 2] = zeros()\n"
+                                 "output y = conv2d_transpose(x, w, output_shape=[-1, 5, 5, 3], strides=1, "
+                                 "padding=\"VALID\", dilations=[2, 1])", {}),
     "max_pool_same": ("input x: f32[N, 5, 5, 2]\noutput y = max_pool(x, 3, 2, \"SAME\")", {}),
     "max_pool_valid": ("input x: f32[N, 4, 6, 1]\noutput y = max_pool(x, [1, 2, 3, 1], [1, 2, 3, 1], \"VALID\")", {}),
     "avg_pool_same": ("input x: f32[N, 5, 4, 2]\noutput y = avg_pool(x, 3, 2, padding=\"SAME\")", {}),
