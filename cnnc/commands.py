@@ -120,7 +120,7 @@ def _emit(stmt, checked, lines, indent) -> None:
             lines.append("  " * indent + f"{name} = {printer.expr(expr, checked.subst)}")
         for s in block:
             lines.extend(printer.stmt(s, checked.subst, indent))
-    if isinstance(stmt, ast.Let) and id(stmt.value) in checked.subst \
+    if isinstance(stmt, ast.Let) and isinstance(checked.subst.get(id(stmt.value)), ast.Name) \
             and checked.subst[id(stmt.value)].id == stmt.name.name:
         return                                    # the expansion already bound this name
     extra = checked.penalties if isinstance(stmt, ast.LossDecl) else ()

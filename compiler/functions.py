@@ -138,7 +138,8 @@ class Functions:
         if self.source is not None and node.span.end > node.span.start:
             where += f":{self.source.line_col(node.span.start)[0]}"
         call_args = ", ".join(v.name for v in node.inputs)
-        attrs = " ".join(f"{a}={_attr_str(v)}" for a, v in node.attrs.items())
+        quiet = {a.name: a.default for a in REGISTRY[node.op].args if a.quiet_default}
+        attrs = " ".join(f"{a}={_attr_str(v)}" for a, v in node.attrs.items() if a not in quiet or v != quiet[a])
         tag = "" if node.phase == "forward" else f"  [{node.phase}]"
         shapes = "  ".join(f"{a} {v.type}" for a, v in zip(args[1:], node.inputs)) + f"  ->  out {node.out.type}"
         call = k.call or f"{node.op}({call_args})"
@@ -171,7 +172,7 @@ def binding(name: str, op: str | None) -> str:
 def short_names(g: Graph) -> dict[str, str]:
     """C names of the graph's bindings, inputs and params: the last scope component when no
     other name ends the same, else the whole scoped name."""
-    names = {v.name for v in g.inputs + g.params}
+    names = {v.name for v in g.inputs + g.params + g.state}
     names |= {binding(n.out.name, n.op) for n in g.nodes if n.phase == "forward"}
     leaf = {n: n.rsplit("/", 1)[-1] for n in names}
     count = Counter(sanitize(x) for x in leaf.values())

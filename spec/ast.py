@@ -1,7 +1,7 @@
 """The spec's abstract syntax: small frozen dataclasses, one per form, each with its source span."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from .source import Span
@@ -55,6 +55,7 @@ class Call:
     args: tuple["Expr", ...]
     kwargs: tuple[Keyword, ...]
     span: Span
+    piped: bool = field(default=False, compare=False)   # args[0] came from `|>` or a `stack` step
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,24 @@ class ParamDecl:
     name: Ident
     type: TypeExpr
     init: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class StateDecl:
+    """A non-trainable tensor that only `update` statements change, in training steps."""
+    name: Ident
+    type: TypeExpr
+    init: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class UpdateDecl:
+    """`update NAME = EXPR`: each training step stores EXPR (computed from the step's values
+    and the state as it was before the step) into the state NAME."""
+    name: Ident
+    value: Expr
     span: Span
 
 
@@ -168,7 +187,7 @@ class OptimizerDecl:
     span: Span
 
 
-Stmt = Union[ModelDecl, InputDecl, ParamDecl, ConstDecl, Let, ScopeBlock, StackBlock,
+Stmt = Union[ModelDecl, InputDecl, ParamDecl, StateDecl, UpdateDecl, ConstDecl, Let, ScopeBlock, StackBlock,
              OutputDecl, LossDecl, MetricDecl, OptimizerDecl]
 
 

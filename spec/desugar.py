@@ -31,7 +31,7 @@ def _stack(stack: ast.StackBlock) -> list:
     for i, step in enumerate(stack.steps, 1):
         last = i == len(stack.steps)
         name = ast.Ident(stack.name.name if last else f"{stack.name.name}_{i}", step.span)
-        call = replace(step.call, args=(prev,) + step.call.args)
+        call = replace(step.call, args=(prev,) + step.call.args, piped=True)
         what = f"`{step.scope.name}`, " if step.scope else ""
         let = ast.Let(name, call, step.span, origin=f"{what}step {i} of `stack {stack.name.name}`")
         out.append(ast.ScopeBlock(step.scope, (let,), step.span) if step.scope else let)

@@ -9,7 +9,8 @@ _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 def expr(e, subst=None) -> str:
     subst = subst or {}
     if id(e) in subst:
-        return subst[id(e)].id
+        s = subst[id(e)]
+        return s.id if isinstance(s, ast.Name) else expr(s, subst)
     if isinstance(e, ast.Name):
         return e.id
     if isinstance(e, ast.Number):
@@ -53,6 +54,10 @@ def stmt(s, subst=None, indent: int = 0, loss_extra=()) -> list[str]:
         return [f"{pad}input {s.name.name}: {_type(s.type)}"]
     if isinstance(s, ast.ParamDecl):
         return [f"{pad}param {s.name.name}: {_type(s.type)} = {e(s.init)}"]
+    if isinstance(s, ast.StateDecl):
+        return [f"{pad}state {s.name.name}: {_type(s.type)} = {e(s.init)}"]
+    if isinstance(s, ast.UpdateDecl):
+        return [f"{pad}update {s.name.name} = {e(s.value)}"]
     if isinstance(s, ast.ConstDecl):
         return [f"{pad}const {s.name.name}: {_type(s.type)} = {e(s.value)}"]
     if isinstance(s, ast.Let):

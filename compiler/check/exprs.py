@@ -86,6 +86,7 @@ class Exprs:
         opdef = REGISTRY.get(name)
         if opdef is None or not opdef.public:
             self.report(unknown("op", name, c.func.span, public_ops() + list(LAYERS)))
+        c = self.piped_list(c, opdef)
         values, given = bind(self, name, opdef.args, c, self.in_binding(c), tensor=self.operand)
         tensors, exprs = [], dict(given)
         for a in opdef.tensor_args:
@@ -100,6 +101,17 @@ class Exprs:
         if any(isinstance(t, Poison) for t in tensors):
             return POISON
         return self.apply(name, c, tensors, attrs, arg_exprs=exprs)
+
+    def piped_list(self, c: ast.Call, opdef) -> ast.Call:
+        """`a |> concat([b], axis=-1)` (or the step in a `stack`) is `concat([a, b], axis=-1)`:
+        a piped value joins the list an op takes first, so skips need no repeated names."""
+        if not (c.piped and opdef.args and opdef.args[0].kind == "tensors" and len(c.args) >= 2
+                and isinstance(c.args[1], ast.ListExpr)):
+            return c
+        values = ast.ListExpr((c.args[0],) + c.args[1].items, c.args[1].span)
+        core = ast.Call(c.func, (values,) + c.args[2:], c.kwargs, c.span)
+        self.subst[id(c)] = core
+        return core
 
     def operand(self, e):
         """An op's tensor argument; a bare number becomes an f32 scalar."""

@@ -36,6 +36,8 @@ class Arg:
     default: Any = REQUIRED
     convert: Callable[[Any], Any] | None = None   # normalize a static value; raises OpError
     aliases: tuple[str, ...] = ()
+    quiet_default: bool = False     # kernel comments leave it out at its default (an argument added
+                                    # later: kernels that do not use it keep their text)
 
     @property
     def is_operand(self) -> bool:
@@ -83,4 +85,4 @@ def public_ops() -> list[str]:
 
 
 # Importing the families fills REGISTRY.
-from . import elementwise, conv, pool, reduce, shape, pad, nn, losses, depthwise, resize  # noqa: E402,F401
+from . import elementwise, conv, pool, reduce, shape, pad, nn, losses, depthwise, resize, norm  # noqa: E402,F401

@@ -634,3 +634,99 @@ CG_API void cg_pack_b_filt_t(const void *ctx, int p0, int kc, int j0, int nc, fl
                 *out++ = s + j < nc ? base[(long)(j0 + s + j) * g->OC] : 0.f;
         }
 }
+
+/* ---- dilated convolution ----------------------------------------------------------------
+ * A dilated window (DH, DW > 1) does not read contiguous kernel rows, so these convs are
+ * implicit GEMMs whose packers gather each tap's C channels (contiguous in NHWC) from the
+ * unpadded input, or 0 where the tap falls in the border. Undilated convs never come here.
+ * g: the forward conv's geometry, x its input [batch, H, W, C], taps (kh, kw) at
+ * (oy * SH - PT + kh * DH, ox * SW - PL + kw * DW). */
+typedef struct { const float *x; int H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, OC; } cg_conv_dil;
+
+/* A = the windows: row m = output pixel (n, oy, ox), column k = (kh, kw, c). */
+static inline void cg_pack_a_dil_windows(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+{
+    const cg_conv_dil *g = ctx;
+    const int ohw = g->OH * g->OW;
+    for (int s = 0; s < mc; s += CG_MR) {
+        int nn[CG_MR], y0[CG_MR], x0[CG_MR], valid[CG_MR];
+        for (int i = 0; i < CG_MR; i++) {
+            const int m = i0 + s + i, r = m % ohw;
+            valid[i] = s + i < mc;
+            nn[i] = m / ohw, y0[i] = r / g->OW * g->SH - g->PT, x0[i] = r % g->OW * g->SW - g->PL;
+        }
+        for (int k = p0; k < p0 + kc;) {
+            const int tap = k / g->C, c = k - tap * g->C, kh = tap / g->KW, kw = tap % g->KW;
+            int run = g->C - c < p0 + kc - k ? g->C - c : p0 + kc - k;
+            if (run > CG_ZLEN) run = CG_ZLEN;
+            const float *row[CG_MR];
+            for (int i = 0; i < CG_MR; i++) {
+                const int y = y0[i] + kh * g->DH, xx = x0[i] + kw * g->DW;
+                row[i] = valid[i] && y >= 0 && y < g->H && xx >= 0 && xx < g->W
+                    ? g->x + (((long)nn[i] * g->H + y) * g->W + xx) * g->C + c : cg_zero;
+            }
+            cg_gather_rows(row, run, out + (long)(k - p0) * CG_MR);
+            k += run;
+        }
+        out += (long)kc * CG_MR;
+    }
+}
+
+/* A = the windows transposed, for the filter gradient df = A dy: row m = (kh, kw, c),
+ * column k = output pixel (n, oy, ox). */
+static inline void cg_pack_a_dil_windows_t(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+{
+    const cg_conv_dil *g = ctx;
+    const int ohw = g->OH * g->OW;
+    for (int s = 0; s < mc; s += CG_MR) {
+        int dy[CG_MR], dx[CG_MR], ch[CG_MR], valid[CG_MR];
+        for (int i = 0; i < CG_MR; i++) {
+            const int m = i0 + s + i, tap = m / g->C;
+            valid[i] = s + i < mc;
+            dy[i] = tap / g->KW * g->DH, dx[i] = tap % g->KW * g->DW, ch[i] = m - tap * g->C;
+        }
+        for (int k = p0; k < p0 + kc; k++) {
+            const int n = k / ohw, r = k % ohw;
+            const int y0 = r / g->OW * g->SH - g->PT, x0 = r % g->OW * g->SW - g->PL;
+            const float *img = g->x + (long)n * g->H * g->W * g->C;
+            for (int i = 0; i < CG_MR; i++) {
+                const int y = y0 + dy[i], xx = x0 + dx[i];
+                *out++ = valid[i] && y >= 0 && y < g->H && xx >= 0 && xx < g->W
+                    ? img[((long)y * g->W + xx) * g->C + ch[i]] : 0.f;
+            }
+        }
+    }
+}
+
+/* A = gather(dy) for the input gradient dx = A f^T: row m = input pixel (n, y, x), column
+ * k = (kh, kw, oc) holds dy at the output pixel whose tap (kh, kw) lands on (y, x), or 0.
+ * Here g->x is dy [batch, OH, OW, OC]. */
+static inline void cg_pack_a_dil_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+{
+    const cg_conv_dil *g = ctx;
+    const int hw = g->H * g->W;
+    for (int s = 0; s < mc; s += CG_MR) {
+        int nn[CG_MR], ty[CG_MR], tx[CG_MR], valid[CG_MR];
+        for (int i = 0; i < CG_MR; i++) {
+            const int m = i0 + s + i, r = m % hw;
+            valid[i] = s + i < mc;
+            nn[i] = m / hw, ty[i] = r / g->W + g->PT, tx[i] = r % g->W + g->PL;
+        }
+        for (int k = p0; k < p0 + kc;) {
+            const int tap = k / g->OC, o = k - tap * g->OC, kh = tap / g->KW, kw = tap % g->KW;
+            int run = g->OC - o < p0 + kc - k ? g->OC - o : p0 + kc - k;
+            if (run > CG_ZLEN) run = CG_ZLEN;
+            const float *row[CG_MR];
+            for (int i = 0; i < CG_MR; i++) {
+                const int th = ty[i] - kh * g->DH, tw = tx[i] - kw * g->DW;
+                const int oy = th / g->SH, ox = tw / g->SW;
+                const int hit = valid[i] && th >= 0 && tw >= 0 && th % g->SH == 0 && tw % g->SW == 0 &&
+                                oy < g->OH && ox < g->OW;
+                row[i] = hit ? g->x + (((long)nn[i] * g->OH + oy) * g->OW + ox) * g->OC + o : cg_zero;
+            }
+            cg_gather_rows(row, run, out + (long)(k - p0) * CG_MR);
+            k += run;
+        }
+        out += (long)kc * CG_MR;
+    }
+}

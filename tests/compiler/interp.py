@@ -37,9 +37,9 @@ class Interpreter:
         self.rng = np.random.default_rng(seed)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
-        """Evaluate every node; feeds maps input and param names to arrays. Returns id -> array."""
+        """Evaluate every node; feeds maps input, param and state names to arrays. Returns id -> array."""
         env: dict[int, np.ndarray] = {}
-        for v in self.graph.inputs + self.graph.params:
+        for v in self.graph.inputs + self.graph.params + self.graph.state:
             a = np.asarray(feeds[v.name])
             want = concrete(v.type.shape, self.n)
             assert a.shape == want, f"{v.name}: fed {a.shape}, type says {want}"
@@ -59,12 +59,13 @@ class Interpreter:
         if op in _SIMPLE:
             return _SIMPLE[op](*a)
         if op == "conv2d":
-            return ref.conv2d(a[0], a[1], at["strides"], at["padding"])
+            return ref.conv2d(a[0], a[1], at["strides"], at["padding"], at["dilations"])
         if op == "conv2d_transpose":
             shape = concrete(node.out.type.shape, n)
-            return ref.conv2d_transpose(a[0], a[1], shape, at["strides"], at["padding"])
+            return ref.conv2d_transpose(a[0], a[1], shape, at["strides"], at["padding"], at["dilations"])
         if op == "conv2d_backprop_filter":
-            return ref.conv2d_backprop_filter(a[0], at["filter_shape"], a[1], at["strides"], at["padding"])
+            return ref.conv2d_backprop_filter(a[0], at["filter_shape"], a[1], at["strides"], at["padding"],
+                                              at["dilations"])
         if op in ("max_pool", "avg_pool"):
             return getattr(ref, op)(a[0], at["ksize"], at["strides"] or at["ksize"], at["padding"])
         if op == "max_pool_grad":

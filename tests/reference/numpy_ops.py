@@ -123,9 +123,25 @@ def _conv_geometry(in_shape, fh, fw, strides, padding):
     return (sh, sw), (top, bottom, left, right), (oh, ow)
 
 
-def conv2d(x, f, strides, padding):
-    """tf.nn.conv2d: out[n,i,j,o] = sum_{a,b,c} xpad[n, i*sh+a, j*sw+b, c] * f[a,b,c,o]."""
-    x, f = _f64(x), _f64(f)
+def dilate_filter(f, dilations):
+    """A filter [fh, fw, ...] with dilation d as the plain filter it equals: d - 1 zero taps
+    between neighbours, ((fh - 1) * dh + 1) x ((fw - 1) * dw + 1) taps (TF's definition)."""
+    f = _f64(f)
+    dh, dw = _pair(dilations, "dilations")
+    out = np.zeros(((f.shape[0] - 1) * dh + 1, (f.shape[1] - 1) * dw + 1) + f.shape[2:])
+    out[::dh, ::dw] = f
+    return out
+
+
+def _check_dilations(strides, dilations):
+    if _pair(dilations, "dilations") != (1, 1) and _pair(strides) != (1, 1):
+        raise ValueError("as in TF, dilations > 1 need strides of 1")
+
+
+def conv2d(x, f, strides, padding, dilations=1):
+    """tf.nn.conv2d: out[n,i,j,o] = sum_{a,b,c} xpad[n, i*sh+a*dh, j*sw+b*dw, c] * f[a,b,c,o]."""
+    _check_dilations(strides, dilations)
+    x, f = _f64(x), dilate_filter(f, dilations)
     fh, fw, cin, cout = f.shape
     if x.shape[3] != cin:
         raise ValueError(f"conv2d: input has {x.shape[3]} channels, filter expects {cin}")
@@ -139,9 +155,10 @@ def conv2d(x, f, strides, padding):
     return out
 
 
-def conv2d_backprop_input(input_shape, f, dout, strides, padding):
+def conv2d_backprop_input(input_shape, f, dout, strides, padding, dilations=1):
     """tf.nn.conv2d_backprop_input: gradient of conv2d wrt its input (scatter dout through f)."""
-    f, dout = _f64(f), _f64(dout)
+    _check_dilations(strides, dilations)
+    f, dout = dilate_filter(f, dilations), _f64(dout)
     fh, fw, cin, cout = f.shape
     input_shape = tuple(int(d) for d in input_shape)
     (sh, sw), (t, b, l, r), (oh, ow) = _conv_geometry(input_shape, fh, fw, strides, padding)
@@ -158,8 +175,15 @@ def conv2d_backprop_input(input_shape, f, dout, strides, padding):
     return dxp[:, t : t + h, l : l + w, :]
 
 
-def conv2d_backprop_filter(x, filter_shape, dout, strides, padding):
-    """tf.nn.conv2d_backprop_filter: gradient of conv2d wrt its filter."""
+def conv2d_backprop_filter(x, filter_shape, dout, strides, padding, dilations=1):
+    """tf.nn.conv2d_backprop_filter: gradient of conv2d wrt its filter (a dilated filter's
+    gradient is the plain span-sized one's at the taps it has)."""
+    _check_dilations(strides, dilations)
+    dh, dw = _pair(dilations, "dilations")
+    if (dh, dw) != (1, 1):
+        fh, fw, cin, cout = (int(d) for d in filter_shape)
+        span = ((fh - 1) * dh + 1, (fw - 1) * dw + 1, cin, cout)
+        return conv2d_backprop_filter(x, span, dout, strides, padding)[::dh, ::dw]
     x, dout = _f64(x), _f64(dout)
     fh, fw, cin, cout = (int(d) for d in filter_shape)
     (sh, sw), (t, b, l, r), (oh, ow) = _conv_geometry(x.shape, fh, fw, strides, padding)
@@ -174,37 +198,37 @@ def conv2d_backprop_filter(x, filter_shape, dout, strides, padding):
     return df
 
 
-def conv2d_vjp(x, f, dout, strides, padding):
+def conv2d_vjp(x, f, dout, strides, padding, dilations=1):
     """Gradients (dx, df) of tf.nn.conv2d."""
     x, f = _f64(x), _f64(f)
     return (
-        conv2d_backprop_input(x.shape, f, dout, strides, padding),
-        conv2d_backprop_filter(x, f.shape, dout, strides, padding),
+        conv2d_backprop_input(x.shape, f, dout, strides, padding, dilations),
+        conv2d_backprop_filter(x, f.shape, dout, strides, padding, dilations),
     )
 
 
-def conv2d_transpose(x, f, output_shape, strides, padding):
+def conv2d_transpose(x, f, output_shape, strides, padding, dilations=1):
     """tf.nn.conv2d_transpose: filters [fh, fw, out_ch, in_ch]; = conv2d_backprop_input(output_shape, f, x)."""
     x, f = _f64(x), _f64(f)
     output_shape = tuple(int(d) for d in output_shape)
-    fh, fw, out_ch, in_ch = f.shape
+    fh, fw, out_ch, in_ch = dilate_filter(f, dilations).shape
     _, _, (oh, ow) = _conv_geometry(output_shape, fh, fw, strides, padding)
     if output_shape[3] != out_ch or x.shape != (output_shape[0], oh, ow, in_ch):
         raise ValueError(
             f"conv2d_transpose: conv2d maps output_shape {output_shape} to "
             f"{(output_shape[0], oh, ow, in_ch)}, not to the input shape {x.shape}"
         )
-    return conv2d_backprop_input(output_shape, f, x, strides, padding)
+    return conv2d_backprop_input(output_shape, f, x, strides, padding, dilations)
 
 
-def conv2d_transpose_vjp(x, f, dout, output_shape, strides, padding):
+def conv2d_transpose_vjp(x, f, dout, output_shape, strides, padding, dilations=1):
     """Gradients (dx, df) of tf.nn.conv2d_transpose (it is linear in x and in f)."""
     x, f = _f64(x), _f64(f)
     # y = B(f, x) with B the adjoint of conv2d in its input, so dx = conv2d(dout, f) and
     # <dout, B(f, x)> = <conv2d(dout, f), x> gives df = conv2d_backprop_filter(dout, f.shape, x).
     return (
-        conv2d(dout, f, strides, padding),
-        conv2d_backprop_filter(dout, f.shape, x, strides, padding),
+        conv2d(dout, f, strides, padding, dilations),
+        conv2d_backprop_filter(dout, f.shape, x, strides, padding, dilations),
     )
 
 
@@ -953,3 +977,61 @@ def concat_vjp(values, dout, axis):
     """The gradient of each input is its slice of dout along `axis` (TF's ConcatGrad)."""
     bounds = np.cumsum([np.shape(v)[axis] for v in values])[:-1]
     return tuple(np.split(_f64(dout), bounds, axis=axis))
+
+
+def _sum_to(g, shape):
+    """Sum a broadcast gradient back to `shape` (NumPy broadcasting, aligned from the right)."""
+    g = np.asarray(g)
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for i, d in enumerate(shape):
+        if d == 1 and g.shape[i] != 1:
+            g = g.sum(axis=i, keepdims=True)
+    return g
+
+
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon):
+    """tf.nn.batch_normalization: (x - mean) * scale / sqrt(variance + eps) + offset, broadcasting."""
+    x, mean, variance, offset, scale = (_f64(a) for a in (x, mean, variance, offset, scale))
+    return (x - mean) * scale / np.sqrt(variance + variance_epsilon) + offset
+
+
+def batch_normalization_vjp(x, mean, variance, offset, scale, dout, variance_epsilon):
+    """Gradients of tf.nn.batch_normalization wrt x, mean, variance, offset and scale."""
+    x, mean, variance, offset, scale, dy = (_f64(a) for a in (x, mean, variance, offset, scale, dout))
+    r = 1.0 / np.sqrt(variance + variance_epsilon)
+    centred = x - mean
+    dx = dy * scale * r
+    dmean = -dx
+    dvar = dy * centred * scale * -0.5 * r ** 3
+    dscale = dy * centred * r
+    return (_sum_to(dx, x.shape), _sum_to(dmean, np.shape(mean)), _sum_to(dvar, np.shape(variance)),
+            _sum_to(dy, np.shape(offset)), _sum_to(dscale, np.shape(scale)))
+
+
+def keras_batch_norm_train(x, gamma, beta, epsilon=1e-3):
+    """Keras 3 BatchNormalization(axis=-1) in a training call: (output, batch mean, batch
+    variance), the statistics over every axis but the last, the variance biased (divided by the
+    count, as tf.nn.moments)."""
+    x = _f64(x)
+    axes = tuple(range(x.ndim - 1))
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    return batch_normalization(x, mean, var, beta, gamma, epsilon), mean, var
+
+
+def keras_batch_norm_train_vjp(x, gamma, beta, dout, epsilon=1e-3):
+    """Gradients of keras_batch_norm_train's output wrt x (through the batch statistics, as
+    TF's tape gives them), gamma and beta: the closed form
+    dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))."""
+    x, dy = _f64(x), _f64(dout)
+    axes = tuple(range(x.ndim - 1))
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    r = 1.0 / np.sqrt(var + epsilon)
+    xhat = (x - mean) * r
+    dx = _f64(gamma) * r * (dy - dy.mean(axis=axes) - xhat * (dy * xhat).mean(axis=axes))
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def keras_moving_update(moving, statistic, momentum=0.99):
+    """Keras' moving average: moving * momentum + statistic * (1 - momentum)."""
+    return _f64(moving) * momentum + _f64(statistic) * (1.0 - momentum)
