@@ -67,6 +67,13 @@ typedef struct { const float *dy; int H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, O
 /* B = the filter seen as [(kh, kw, oc), c]: element (k, c) is f[kh, kw, c, oc]. */
 typedef struct { const float *f; int KW, C, OC; } cg_filt;
 
+/* Dilated convolution (DH, DW > 1): the window does not read contiguous kernel rows, so these
+ * convs are implicit GEMMs whose packers gather each tap's C channels (contiguous in NHWC)
+ * from the unpadded input, or 0 where the tap falls in the border. Undilated convs never come
+ * here. x: the forward conv's input [batch, H, W, C]; taps (kh, kw) at
+ * (oy * SH - PT + kh * DH, ox * SW - PL + kw * DW). */
+typedef struct { const float *x; int H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, OC; } cg_conv_dil;
+
 /* ---- threads ---------------------------------------------------------------------------- */
 
 /* Threads for one product: what OpenMP would use, capped at the packing buffers we have. */
@@ -161,5 +168,11 @@ CG_API void cg_pack_b_dense(const void *ctx, int p0, int kc, int j0, int nc, flo
 CG_API void cg_pack_b_filt_rot(const void *ctx, int p0, int kc, int j0, int nc, float *out);
 CG_API void cg_pack_a_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out);
 CG_API void cg_pack_b_filt_t(const void *ctx, int p0, int kc, int j0, int nc, float *out);
+
+/* Dilated convs (implicit GEMMs): A = the windows (rows: output pixels), the windows
+ * transposed (filter gradient), dy gathered for the input gradient. */
+CG_API void cg_pack_a_dil_windows(const void *ctx, int i0, int mc, int p0, int kc, float *out);
+CG_API void cg_pack_a_dil_windows_t(const void *ctx, int i0, int mc, int p0, int kc, float *out);
+CG_API void cg_pack_a_dil_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out);
 
 #endif

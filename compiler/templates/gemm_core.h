@@ -635,16 +635,10 @@ CG_API void cg_pack_b_filt_t(const void *ctx, int p0, int kc, int j0, int nc, fl
         }
 }
 
-/* ---- dilated convolution ----------------------------------------------------------------
- * A dilated window (DH, DW > 1) does not read contiguous kernel rows, so these convs are
- * implicit GEMMs whose packers gather each tap's C channels (contiguous in NHWC) from the
- * unpadded input, or 0 where the tap falls in the border. Undilated convs never come here.
- * g: the forward conv's geometry, x its input [batch, H, W, C], taps (kh, kw) at
- * (oy * SH - PT + kh * DH, ox * SW - PL + kw * DW). */
-typedef struct { const float *x; int H, W, C, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, OC; } cg_conv_dil;
+/* ---- dilated convolution (cg_conv_dil: gemm_api.h) ------------------------------------ */
 
 /* A = the windows: row m = output pixel (n, oy, ox), column k = (kh, kw, c). */
-static inline void cg_pack_a_dil_windows(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+CG_API void cg_pack_a_dil_windows(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_conv_dil *g = ctx;
     const int ohw = g->OH * g->OW;
@@ -674,7 +668,7 @@ static inline void cg_pack_a_dil_windows(const void *ctx, int i0, int mc, int p0
 
 /* A = the windows transposed, for the filter gradient df = A dy: row m = (kh, kw, c),
  * column k = output pixel (n, oy, ox). */
-static inline void cg_pack_a_dil_windows_t(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+CG_API void cg_pack_a_dil_windows_t(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_conv_dil *g = ctx;
     const int ohw = g->OH * g->OW;
@@ -701,7 +695,7 @@ static inline void cg_pack_a_dil_windows_t(const void *ctx, int i0, int mc, int 
 /* A = gather(dy) for the input gradient dx = A f^T: row m = input pixel (n, y, x), column
  * k = (kh, kw, oc) holds dy at the output pixel whose tap (kh, kw) lands on (y, x), or 0.
  * Here g->x is dy [batch, OH, OW, OC]. */
-static inline void cg_pack_a_dil_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out)
+CG_API void cg_pack_a_dil_dygather(const void *ctx, int i0, int mc, int p0, int kc, float *out)
 {
     const cg_conv_dil *g = ctx;
     const int hw = g->H * g->W;
