@@ -246,13 +246,24 @@ def _ranks_on_this_host(group) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .runtime import distributed
+    if distributed.under_mpi():                 # each rank evaluates its shard
+        return _as_rank(args, _evaluate)
+    return _evaluate(args, None)
+
+
+def _evaluate(args, group) -> int:
     from .runtime.checkpoint import load
     from .runtime.train import evaluate
-    model = _model(args)
-    load(args.checkpoint, model)
-    _, _, x_te, y_te, _, what = _dataset(model, args)
-    result = evaluate(model, x_te, y_te, batch_size=256)
-    print(f"{what}, {len(x_te)} held-out examples: " + ", ".join(f"{k} {_fmt(k, v)}" for k, v in result.items()))
+
+    def setup():
+        model = _model(args)
+        load(args.checkpoint, model)
+        return (model,) + _dataset(model, args)
+    model, _, _, x_te, y_te, _, what = _together(group, setup)
+    result = evaluate(model, x_te, y_te, batch_size=256, distributed=group if group is not None else False)
+    if group is None or group.is_root:
+        print(f"{what}, {len(x_te)} held-out examples: " + ", ".join(f"{k} {_fmt(k, v)}" for k, v in result.items()))
     return 0
 
 
