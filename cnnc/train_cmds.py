@@ -192,6 +192,14 @@ class _OtherRankFailed(Exception):
     """Another rank's setup failed and that rank reports why; this one stops quietly."""
 
 
+class _SetupFailed(Exception):
+    """This rank's setup failed and every rank knows: report `error` as one process would."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
 def _together(group, fn):
     """fn() on every rank; if it raised anywhere, every rank stops: the error is reported by
     rank 0 if it had it, else by each rank that had it; the others exit quietly."""
@@ -205,7 +213,7 @@ def _together(group, fn):
     if group.any(failed_here):
         root_failed = group.broadcast(failed_here)
         if failed_here and (group.is_root or not root_failed):
-            raise error
+            raise _SetupFailed(error)
         raise _OtherRankFailed()
     return result
 
@@ -226,6 +234,8 @@ def _as_rank(args, fn) -> int:
         return fn(args, group)
     except _OtherRankFailed:
         return 1
+    except _SetupFailed as e:           # every rank stops; this one says why
+        raise e.error from None
     except COLLECTIVE:                  # every rank has it: rank 0 reports, the others stop quietly
         if group.is_root:
             raise
