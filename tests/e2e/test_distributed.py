@@ -121,3 +121,49 @@ def test_workers_without_mpi_say_what_to_install(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and 'pip install "cnnc[mpi]"' in r.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the ranks")
+def test_killing_a_worker_of_cnnc_train_ends_it_with_one_line(tmp_path):
+    import os
+    import signal
+    ck = tmp_path / "k.npz"
+    cmd = ["train", DIGITS, "--workers", 2, "--epochs", 500, "-q", "--checkpoint", ck, "--build-dir", tmp_path / "gen"]
+    p = subprocess.Popen([sys.executable, "-m", "cnnc", *map(str, cmd)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not ck.exists() and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert ck.exists(), p.stderr.read() if p.poll() is not None else "no checkpoint in time"
+        ranks = [q for q in _descendants(p.pid)
+                 if b"cnnc" in Path(f"/proc/{q}/cmdline").read_bytes() and q != p.pid]
+        ranks = [q for q in ranks if b"mpiexec" not in Path(f"/proc/{q}/cmdline").read_bytes()]
+        assert ranks
+        os.kill(ranks[-1], signal.SIGKILL)
+        killed = time.time()
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert time.time() - killed < 20 and p.returncode == 1
+    assert err.strip().splitlines()[-1].startswith("cnnc: error: training on 2 workers stopped")
+    assert "Traceback" not in err
+    assert read_extra(ck)["epoch"] >= 0
