@@ -221,7 +221,7 @@ def _together(group, fn):
 def _as_rank(args, fn) -> int:
     """Run a command as one rank of the MPI job that started this process."""
     from .runtime import distributed
-    from .runtime.train import COLLECTIVE
+    from .runtime.train import on_every_rank
     group = distributed.world()
     if getattr(args, "workers", None) not in (None, group.size):
         if not group.is_root:
@@ -236,13 +236,12 @@ def _as_rank(args, fn) -> int:
         return 1
     except _SetupFailed as e:           # every rank stops; this one says why
         raise e.error from None
-    except COLLECTIVE:                  # every rank has it: rank 0 reports, the others stop quietly
-        if group.is_root:
+    except BaseException as e:
+        if not on_every_rank(e):        # this rank's alone: the others must not wait for it
+            group.fail(e)
+        if group.is_root:               # every rank has it: rank 0 reports, the others stop quietly
             raise
         return 1
-    except BaseException as e:          # this rank's alone: the others must not wait for it
-        group.fail(e)
-        raise
 
 
 def _cores() -> int:

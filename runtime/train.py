@@ -236,21 +236,20 @@ def fit(model, x=None, y=None, *, data=None, epochs=1, batch_size=32, validation
     calls fit with the same arguments, batch_size is the global batch, and only rank 0 shows
     progress and writes checkpoints (docs/distributed.md)."""
     group = _group(distributed)
-    if group is None:
-        return _fit(model, x, y, data, epochs, batch_size, validation_data, validation_split, shuffle,
-                    seed, callbacks, verbose, checkpoint, initial_epoch, resume, meta, None)
     try:
         return _fit(model, x, y, data, epochs, batch_size, validation_data, validation_split, shuffle,
                     seed, callbacks, verbose, checkpoint, initial_epoch, resume, meta, group)
-    except COLLECTIVE:          # every rank raises it alike: each can report it and go on
-        raise
-    except BaseException as e:  # this rank alone: the others would wait for it forever
-        group.fail(e)
+    except BaseException as e:
+        if group is not None and not on_every_rank(e):   # the other ranks would wait for this one forever
+            group.fail(e)
         raise
 
 
-# Errors every rank of a data-parallel fit raises together, from values they share.
-COLLECTIVE = (TrainingDiverged, _dist.DistributedError, _checkpoint.CheckpointError)
+def on_every_rank(exc: BaseException) -> bool:
+    """Whether every rank of a data-parallel fit raises `exc` alike, from values they share
+    (a diverged loss is the global batch's; a mismatch or a bad resume checkpoint is told to
+    all), so each can report it and stop without aborting the others."""
+    return isinstance(exc, (TrainingDiverged, _dist.DistributedError)) or getattr(exc, "every_rank", False)
 
 
 def _group(distributed):
@@ -330,7 +329,9 @@ def _resume_root(run: TrainingRun, path, group) -> None:
             failure = str(e)
     failure, state = group.broadcast((failure, state))
     if failure is not None:
-        raise _checkpoint.CheckpointError(failure)
+        error = _checkpoint.CheckpointError(failure)
+        error.every_rank = True
+        raise error
     if state is not None and not group.is_root:
         run.initial_epoch = state[0]
         run.restore_callback_states(state[1])
