@@ -2,7 +2,8 @@
 
     python distributed_job.py BUILD_DIR OUT_DIR MODE
 
-MODE "evaluate": fit, then print evaluate() with distributed=True and without, on rank 0.
+MODE "evaluate": fit, then print evaluate() with distributed=True and without, and how many
+distinct params the ranks hold, on rank 0.
 MODE "kill" / "raise": rank 1 kills itself (SIGKILL) or raises in epoch 2, after writing the
 time to OUT_DIR/failed_at; the job must then end on every rank."""
 import os
@@ -12,7 +13,7 @@ import time
 
 import cnnc
 from cnnc.runtime import Callback, load_digits
-from cnnc.runtime.distributed import world
+from cnnc.runtime.distributed import data_digest, world
 
 build, out, mode = sys.argv[1:4]
 group = world()
@@ -37,6 +38,8 @@ model.fit(x, y, epochs=1 if mode == "evaluate" else 30, batch_size=64, verbose=0
           checkpoint=os.path.join(out, "job.npz"), distributed=True)
 together = model.evaluate(x_te, y_te, batch_size=50, distributed=True)
 alone = model.evaluate(x_te, y_te, batch_size=50)
+digests = group.comm.allgather(data_digest(model.params))      # every rank holds the same bytes
 if group.rank == 0:
     print("together", together["loss"], together["accuracy"])
     print("alone", alone["loss"], alone["accuracy"])
+    print("params", len(set(digests)), "distinct on", len(digests), "ranks")

@@ -82,10 +82,11 @@ def test_resume_with_another_worker_count(runs):
     assert_same_up_to_summation_order(tmp / "switch.npz", tmp / "one.npz")
 
 
-def test_evaluate_shards_and_sums(tmp_path):
+def test_ranks_hold_the_same_params_and_evaluate_shards_and_sums(tmp_path):
     r = mpiexec("-n", 2, sys.executable, JOB, tmp_path / "gen", tmp_path, "evaluate")
     assert r.returncode == 0, r.stderr
     lines = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert lines["params"] == "1 distinct on 2 ranks"
     together, alone = (np.array(lines[k].split(), float) for k in ("together", "alone"))
     np.testing.assert_allclose(together, alone, rtol=1e-6)   # float32 batch means summed in float64
 
