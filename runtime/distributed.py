@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import time
 
 import numpy as np
 
@@ -68,7 +70,6 @@ class Group:
 
     def sum_in_place(self, buf: np.ndarray) -> None:
         """buf <- the sum of every rank's buf, elementwise (one Allreduce, no copy)."""
-        import time
         t0 = time.perf_counter()
         self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
         self.allreduce_seconds += time.perf_counter() - t0
@@ -108,7 +109,6 @@ class Group:
         others are, or soon will be, waiting for this one in a collective."""
         if self.size == 1:
             return
-        import sys
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         print(f"cnnc: rank {self.rank} of {self.size} failed ({what}); stopping every rank",
               file=sys.stderr, flush=True)
@@ -117,7 +117,6 @@ class Group:
     def abort(self, code: int = 1) -> None:
         """End every rank now (after an error on this one), so none waits forever for it. MPICH's
         MPI_Abort may return while the launcher kills the job: this process ends here anyway."""
-        import sys
         sys.stderr.flush()
         self.comm.Abort(code)
         os._exit(code)
