@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)    # `train --workers` relaunches it
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

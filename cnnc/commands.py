@@ -40,7 +40,8 @@ def _user_errors() -> tuple:
     from .runtime.checkpoint import CheckpointError
     from .runtime.data import DataError
     from .runtime.train import TrainingDiverged
-    errors = [CheckpointError, DataError, TrainingDiverged, FileNotFoundError]
+    from .runtime.distributed import DistributedError
+    errors = [CheckpointError, DataError, TrainingDiverged, DistributedError, FileNotFoundError]
     try:
         from .runtime.model import InputError
         errors.append(InputError)

@@ -41,6 +41,9 @@ def add_subcommands(sub) -> None:
                    help="fraction of the training data held out to pick the best checkpoint")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     t.add_argument("--quiet", "-q", action="store_true", help="one line per epoch instead of a progress bar")
+    t.add_argument("--workers", type=_positive, metavar="N",
+                   help="train data-parallel on N processes of this host through mpiexec, the cores "
+                   "split between them (needs the [mpi] extra; under mpiexec, each rank is a worker)")
 
     e = sub.add_parser("evaluate", help="loss and metrics of a checkpoint on held-out data")
     common(e, checkpoint_required=True)
@@ -61,7 +64,7 @@ def _positive(text: str) -> int:
     except ValueError:
         n = 0
     if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of threads, 1 or more; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more; got {text!r}")
     return n
 
 
@@ -143,39 +146,133 @@ def _default_checkpoint(model) -> str:
 
 
 def cmd_train(args) -> int:
+    from .runtime import distributed
+    if distributed.under_mpi():
+        return _as_rank(args, _train)
+    if args.workers and args.workers > 1:
+        from . import workers
+        return workers.launch(args)
+    return _train(args, None)
+
+
+def _train(args, group) -> int:
     from .runtime import plot_history
     from .runtime.train import evaluate, fit
+    root = group is None or group.is_root
+    say = print if root else (lambda *a, **k: None)
     t0 = time.perf_counter()
-    model = _model(args)
-    built = time.perf_counter() - t0
-    x_tr, y_tr, x_te, y_te, names, what = _dataset(model, args)
-    if args.lr is not None:
-        model.lr = args.lr
+
+    def setup():
+        model = _model(args)
+        if args.lr is not None:
+            model.lr = args.lr
+        return (model, time.perf_counter() - t0) + _dataset(model, args)
+    model, built, x_tr, y_tr, x_te, y_te, names, what = _together(group, setup)
     ckpt = args.checkpoint or _default_checkpoint(model)
-    os.makedirs(os.path.dirname(os.path.abspath(ckpt)), exist_ok=True)
-    print(f"training {args.spec} on {what}: {len(x_tr)} examples ({len(x_te)} held out for testing), "
-          f"batch {args.batch_size}, {args.epochs} epochs; compiled in {built:.1f} s", file=sys.stderr)
+    if root:
+        os.makedirs(os.path.dirname(os.path.abspath(ckpt)), exist_ok=True)
+    ranks = f" on {group.size} workers x {model.threads} threads" if group is not None else ""
+    say(f"training {args.spec} on {what}: {len(x_tr)} examples ({len(x_te)} held out for testing), "
+        f"batch {args.batch_size}, {args.epochs} epochs{ranks}; compiled in {built:.1f} s", file=sys.stderr)
     t1 = time.perf_counter()
     history = fit(model, x_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size,
                   validation_split=args.validation_split, seed=args.seed, checkpoint=ckpt,
-                  resume=args.resume, verbose=2 if args.quiet else 1, meta={"classes": names})
+                  resume=args.resume, verbose=2 if args.quiet else 1, meta={"classes": names},
+                  distributed=group if group is not None else False)
     seconds = time.perf_counter() - t1
-    result = evaluate(model, x_te, y_te, batch_size=256)
-    png = plot_history(history, os.path.splitext(ckpt)[0] + ".png")
+    result = evaluate(model, x_te, y_te, batch_size=256, distributed=group if group is not None else False)
+    png = plot_history(history, os.path.splitext(ckpt)[0] + ".png") if root else None
     shown = ", ".join(f"{k} {_fmt(k, v)}" for k, v in result.items())
-    print(f"held-out test ({len(x_te)} examples): {shown}")
-    print(f"trained in {seconds:.1f} s; checkpoint {ckpt}" + (f"; curves {png}" if png else ""))
+    say(f"held-out test ({len(x_te)} examples): {shown}")
+    say(f"trained in {seconds:.1f} s; checkpoint {ckpt}" + (f"; curves {png}" if png else ""))
     return 0
 
 
+class _OtherRankFailed(Exception):
+    """Another rank's setup failed and that rank reports why; this one stops quietly."""
+
+
+class _SetupFailed(Exception):
+    """This rank's setup failed and every rank knows: report `error` as one process would."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _together(group, fn):
+    """fn() on every rank; if it raised anywhere, every rank stops: the error is reported by
+    rank 0 if it had it, else by each rank that had it; the others exit quietly."""
+    if group is None:
+        return fn()
+    try:
+        result, error = fn(), None
+    except Exception as e:              # checked below, with the other ranks
+        result, error = None, e
+    failed_here = error is not None
+    if group.any(failed_here):
+        root_failed = group.broadcast(failed_here)
+        if failed_here and (group.is_root or not root_failed):
+            raise _SetupFailed(error)
+        raise _OtherRankFailed()
+    return result
+
+
+def _as_rank(args, fn) -> int:
+    """Run a command as one rank of the MPI job that started this process."""
+    from .runtime import distributed
+    from .runtime.train import on_every_rank
+    group = distributed.world()
+    if getattr(args, "workers", None) not in (None, group.size):
+        if not group.is_root:
+            return 1
+        raise CnncError(f"--workers {args.workers} under mpiexec, which started {group.size} ranks: "
+                        "mpiexec -n sets the number of workers; drop --workers")
+    if group.size > 1 and not args.threads:        # ranks on one host share its cores
+        args.threads = max(1, _cores() // _ranks_on_this_host(group))
+    try:
+        return fn(args, group)
+    except _OtherRankFailed:
+        return 1
+    except _SetupFailed as e:           # every rank stops; this one says why
+        raise e.error from None
+    except BaseException as e:
+        if not on_every_rank(e):        # this rank's alone: the others must not wait for it
+            group.fail(e)
+        if group.is_root:               # every rank has it: rank 0 reports, the others stop quietly
+            raise
+        return 1
+
+
+def _cores() -> int:
+    from .runtime.model import available_cores
+    return available_cores()
+
+
+def _ranks_on_this_host(group) -> int:
+    from mpi4py import MPI
+    return group.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+
+
 def cmd_evaluate(args) -> int:
+    from .runtime import distributed
+    if distributed.under_mpi():                 # each rank evaluates its shard
+        return _as_rank(args, _evaluate)
+    return _evaluate(args, None)
+
+
+def _evaluate(args, group) -> int:
     from .runtime.checkpoint import load
     from .runtime.train import evaluate
-    model = _model(args)
-    load(args.checkpoint, model)
-    _, _, x_te, y_te, _, what = _dataset(model, args)
-    result = evaluate(model, x_te, y_te, batch_size=256)
-    print(f"{what}, {len(x_te)} held-out examples: " + ", ".join(f"{k} {_fmt(k, v)}" for k, v in result.items()))
+
+    def setup():
+        model = _model(args)
+        load(args.checkpoint, model)
+        return (model,) + _dataset(model, args)
+    model, _, _, x_te, y_te, _, what = _together(group, setup)
+    result = evaluate(model, x_te, y_te, batch_size=256, distributed=group if group is not None else False)
+    if group is None or group.is_root:
+        print(f"{what}, {len(x_te)} held-out examples: " + ", ".join(f"{k} {_fmt(k, v)}" for k, v in result.items()))
     return 0
 
 

@@ -36,8 +36,8 @@ from .optimizers import OPTIMIZERS
 from .types import C_TYPES, ITEMSIZE
 
 PARAM_ALIGN = 16            # floats: each param starts on a 64-byte boundary of its slab
-ENTRY_SUFFIXES = ("forward", "backward", "train_step", "eval_step", "workspace_size", "params_size",
-                  "set_threads")
+ENTRY_SUFFIXES = ("forward", "backward", "train_step", "eval_step", "grad_step", "apply_update",
+                  "workspace_size", "params_size", "set_threads")
 
 
 class LowerError(Exception):
@@ -163,9 +163,11 @@ class _Lowerer:
 
     # ---------------------------------------------------------------- entry points
 
-    def entry(self, name, symbol, params, ext, results, zero, training, update=None) -> Entry:
+    def entry(self, name, symbol, params, ext, results, zero, training, update=None, first=False) -> Entry:
         """params: (C type, C name, descriptor); ext: value id -> C expression;
-        results: (value, destination expr, destination C type); zero: (dest, count, ctype)."""
+        results: (value, destination expr, destination C type); zero: (dest, count, ctype).
+        first: the entry takes `first`, the global index of its batch's first example, and
+        draws dropout masks as the whole global batch would (a rank's slice of it)."""
         nodes_needed = {id(n) for n in closure([v for v, _, _ in results])}
         nodes = [n for n in self.g.nodes if id(n) in nodes_needed and self.kernel(n) != ALIAS]
         if self.fusion:
@@ -231,7 +233,11 @@ class _Lowerer:
             if k.rng:
                 rng = True
                 salt = self.salt.setdefault(id(node), len(self.salt) + 1)
-                args += [f"cnnc_mix(key + {salt}u)" if training else "0", "1" if training else "0"]
+                key = f"cnnc_mix(key + {salt}u)"
+                per_example = numel(node.out.type).a
+                if first and per_example:    # element i of this slice is element first*a + i globally
+                    key += f" + (uint64_t)first * {per_example}u"
+                args += [key if training else "0", "1" if training else "0"]
             steps.append(Step("call", fns[i], tuple(args + ["N"])))
         for v, dest, dtype in copies:
             steps.append(Step("copy", dst=dest, src=where(v), count=numel(v.type), ctype=dtype,
@@ -269,8 +275,9 @@ def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True)
     lw = _Lowerer(g, grads.roles, source, fusion)
     sym = sanitize(g.model)
     taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key",
-                       "state", "state_next"}
-    # state is read by every entry point and written only by train_step (through state_next)
+                       "state", "state_next", "first"}
+    # state is read by every entry point and written only by train_step and apply_update
+    # (through state_next)
     state_in = [("const float*", "state", ["state"])] if g.state else []
 
     def input_params(values, const=True):
@@ -344,6 +351,26 @@ def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True)
                           **OPTIMIZERS[opt.kind].c_update({k: c_float(v) for k, v in hyper.items()}))
             entries.append(lw.entry("train_step", f"{sym}_train_step", params, ext_inputs, res, zero,
                                     training=True, update=update))
+            # data-parallel training splits train_step in two around the gradient allreduce:
+            # grad_step (a slice of a global batch, starting at example `first`) and apply_update
+            # (grad_step writes this rank's new state values to state_next; the ranks average
+            # them, and apply_update copies them over the state with the update)
+            state_io = [("const float*", "state", ["state"]), ("float*", "state_next", ["state_next"])] \
+                if g.state else []
+            params = [("const float*", "params", ["params"])] + state_io
+            params += [("float*", "grads", ["grads"]), ("uint8_t*", "ws", ["ws"])]
+            params += [in_params[v.id] for v in g.inputs] + [("float*", "results", ["results"])]
+            params += [("uint64_t", "seed", ["seed"]), ("uint64_t", "counter", ["counter"]),
+                       ("int64_t", "first", ["first"]), ("int", "N", ["N"])]
+            entries.append(lw.entry("grad_step", f"{sym}_grad_step", params, ext_inputs, res, zero,
+                                    training=True, first=True))
+            params = [("float*", "params", ["params"])]
+            if g.state:
+                params += [("float*", "state", ["state"]), ("float*", "state_next", ["state_next"])]
+            params += [("const float*", "grads", ["grads"]), ("float*", "opt", ["opt"]),
+                       ("const float*", "results", ["results"]), ("float", "lr", ["lr"]), ("int", "t", ["t"])]
+            entries.append(Entry("apply_update", f"{sym}_apply_update", [(t, n) for t, n, _ in params],
+                                 [d for _, _, d in params], [], [], WorkspacePlan(0, 0), update=update))
 
     consts = []
     for v in g.const_values:

@@ -40,8 +40,9 @@ class TrainingRun:
     """What one fit() call shares with its callbacks."""
 
     def __init__(self, model, *, epochs, initial_epoch=0, batch_size=32, seed=0, log_keys=(),
-                 callbacks=(), verbose=0, meta=None):
+                 callbacks=(), verbose=0, meta=None, group=None):
         self.model, self.epochs, self.initial_epoch = model, epochs, initial_epoch
+        self.group = group                  # the data-parallel distributed.Group, or None
         self.meta = dict(meta or {})        # carried in every checkpoint, e.g. class names
         self.batch_size, self.seed, self.verbose = batch_size, seed, verbose
         self.log_keys = tuple(log_keys)

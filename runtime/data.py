@@ -173,16 +173,18 @@ def batches(arrays: Mapping[str, np.ndarray], batch_size: int, shuffle: bool = F
     """Yield dicts of aligned slices of `arrays`, `batch_size` examples each (the last may be smaller).
 
     With `shuffle`, the order is `rng.permutation(n)`; `rng` is a Generator, an int seed, or None."""
+    for idx in batch_indices(_num_examples(arrays), batch_size, shuffle, rng):
+        yield {k: v[idx] for k, v in arrays.items()}
+
+
+def batch_indices(n: int, batch_size: int, shuffle: bool = False, rng=None) -> Iterator:
+    """The examples of each batch `batches` yields, as a slice or an index array: data-parallel
+    training takes every rank's part of a global batch from the same order."""
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    n = _num_examples(arrays)
     order = np.random.default_rng(rng).permutation(n) if shuffle else None
     for start in range(0, n, batch_size):
-        if order is None:
-            yield {k: v[start:start + batch_size] for k, v in arrays.items()}
-        else:
-            idx = order[start:start + batch_size]
-            yield {k: v[idx] for k, v in arrays.items()}
+        yield slice(start, min(start + batch_size, n)) if order is None else order[start:start + batch_size]
 
 
 def _num_examples(arrays: Mapping[str, np.ndarray]) -> int:

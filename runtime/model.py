@@ -184,7 +184,10 @@ class Model:
         opt = m.get("optimizer")
         slots = opt["slots"] if opt else []
         self._params = np.zeros(size, np.float32)
-        self._grads = np.zeros(size, np.float32)
+        # the gradient slab, then the loss and metrics of the last grad_step: one buffer, so
+        # data-parallel training sums both across ranks with one allreduce
+        self.grad_slab = np.zeros(size + 1 + len(m["metrics"]), np.float32)
+        self._grads = self.grad_slab[:size]
         self._opt = np.zeros(max(1, len(slots) * size), np.float32)
         self._param_specs = m["params"]
         self._state_specs = m.get("state", [])
@@ -475,6 +478,35 @@ class Model:
         out, arrays, status = self._scalars("train_step", batch, extra)
         if status:
             raise self._not_finite(arrays, out["loss"])
+        self.step += 1
+        self._rng[1] += np.uint64(1)
+        return out
+
+    @_serialized
+    def grad_step(self, first: int = 0, **batch) -> int:
+        """Half of train_step for data-parallel training: the gradients of the loss on `batch`
+        (dropout on) into `grad_slab`, its loss and metrics after them; params do not move.
+        `first` is the index of the batch's first example within the global batch, so dropout
+        draws that slice of the global batch's mask. Returns the batch size."""
+        extra = {("seed", None): int(self._rng[0]), ("counter", None): int(self._rng[1]),
+                 ("first", None): int(first)}
+        arrays, n = self._batch(batch, list(self._input_types), list(self._input_types))
+        extra[("results", None)] = self.grad_slab[self._grads.size:]
+        self._last_batch = arrays
+        self._call("grad_step", n, {("input", k): v for k, v in arrays.items()}, extra)
+        return n
+
+    @_serialized
+    def apply_update(self) -> dict:
+        """The other half: one optimizer step from the gradients in `grad_slab` (as summed over
+        the ranks); returns the loss and metrics stored after them. Like train_step, a loss or
+        gradient that is not finite changes nothing and raises NonFiniteError."""
+        tail = self.grad_slab[self._grads.size:]
+        out = dict(zip(["loss", *self.metric_names], (float(r) for r in tail)))
+        status = self._call("apply_update", 0, {}, {("results", None): tail, ("lr", None): float(self.lr),
+                                                      ("t", None): int(self.step) + 1})
+        if status:
+            raise self._not_finite(getattr(self, "_last_batch", {}), out["loss"])
         self.step += 1
         self._rng[1] += np.uint64(1)
         return out

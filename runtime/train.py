@@ -16,8 +16,9 @@ from typing import Mapping
 import numpy as np
 
 from . import checkpoint as _checkpoint
+from . import distributed as _dist
 from .callbacks import History, ModelCheckpoint, TrainingRun
-from .data import _num_examples, batches, to_batch_dict, to_input_dict
+from .data import _num_examples, batch_indices, batches, to_batch_dict, to_input_dict
 from .model import NonFiniteError
 
 
@@ -165,13 +166,17 @@ def _check_params_finite(run: TrainingRun, epoch: int, loss: float) -> None:
 
 
 def _train_epoch(model, arrays, run: TrainingRun, epoch: int, shuffle: bool, progress: _Progress):
-    mean = _Mean()
+    mean, group = _Mean(), run.group
     rng = epoch_rng(run.seed, epoch) if shuffle else None
-    for i, batch in enumerate(batches(arrays, run.batch_size, shuffle=shuffle, rng=rng)):
-        size = len(next(iter(batch.values())))
+    for i, idx in enumerate(batch_indices(_num_examples(arrays), run.batch_size, shuffle=shuffle, rng=rng)):
+        size = idx.stop - idx.start if isinstance(idx, slice) else len(idx)
+        if group is not None:                  # this rank's part of the global batch, as the group splits it
+            start, stop = group.shard(size)
+            idx = slice(idx.start + start, idx.start + stop) if isinstance(idx, slice) else idx[start:stop]
+        batch = {k: v[idx] for k, v in arrays.items()}
         step = int(model.step) + 1
         try:
-            out = model.train_step(**batch)
+            out = model.train_step(**batch) if group is None else _dist.train_step(group, model, batch, size)
         except NonFiniteError as e:            # the step changed nothing; say so, with the checkpoints
             raise _diverged(run, epoch, step, e.loss, str(e)) from None
         loss = float(out["loss"])
@@ -184,10 +189,20 @@ def _train_epoch(model, arrays, run: TrainingRun, epoch: int, shuffle: bool, pro
     return mean.result()
 
 
-def _evaluate_arrays(model, arrays: dict, batch_size: int) -> dict:
+def _evaluate_arrays(model, arrays: dict, batch_size: int, group=None) -> dict:
+    """Batch means weighted by batch size; with a group, each rank takes its shard of the
+    examples and the weighted sums are added over the ranks."""
     mean = _Mean()
-    for batch in batches(arrays, batch_size):
-        mean.add(model.eval_step(**batch), len(next(iter(batch.values()))))
+    if group is not None:
+        start, stop = group.shard(_num_examples(arrays))
+        arrays = {k: v[start:stop] for k, v in arrays.items()}
+    if _num_examples(arrays):
+        for batch in batches(arrays, batch_size):
+            mean.add(model.eval_step(**batch), len(next(iter(batch.values()))))
+    if group is not None:
+        keys = ["loss", *model.metric_names]
+        sums = group.sum([mean.sums.get(k, 0.0) for k in keys] + [mean.n])
+        mean.sums, mean.n = dict(zip(keys, sums[:-1])), int(sums[-1])
     return mean.result()
 
 
@@ -211,30 +226,72 @@ def _validation(model, train, validation_data, validation_split):
 
 def fit(model, x=None, y=None, *, data=None, epochs=1, batch_size=32, validation_data=None,
         validation_split=0.0, shuffle=True, seed=0, callbacks=(), verbose=1, checkpoint=None,
-        initial_epoch=0, resume=False, meta=None) -> History:
+        initial_epoch=0, resume=False, meta=None, distributed=False) -> History:
     """Train for epochs initial_epoch..epochs-1 and return the History.
 
     checkpoint=path saves `path` every epoch and `<stem>.best<suffix>` on the best val_loss (loss
     without validation); resume=True first loads `path` if it exists and continues after its epoch.
-    meta (JSON-able, e.g. class names) is stored in every checkpoint under extra["meta"]."""
+    meta (JSON-able, e.g. class names) is stored in every checkpoint under extra["meta"].
+    distributed=True (under mpiexec; or a distributed.Group) trains data-parallel: every rank
+    calls fit with the same arguments, batch_size is the global batch, and only rank 0 shows
+    progress and writes checkpoints (docs/distributed.md)."""
+    group = _group(distributed)
+    try:
+        return _fit(model, x, y, data, epochs, batch_size, validation_data, validation_split, shuffle,
+                    seed, callbacks, verbose, checkpoint, initial_epoch, resume, meta, group)
+    except BaseException as e:
+        if group is not None and not on_every_rank(e):   # the other ranks would wait for this one forever
+            group.fail(e)
+        raise
+
+
+def on_every_rank(exc: BaseException) -> bool:
+    """Whether every rank of a data-parallel fit raises `exc` alike, from values they share
+    (a diverged loss is the global batch's; a mismatch or a bad resume checkpoint is told to
+    all), so each can report it and stop without aborting the others."""
+    return isinstance(exc, (TrainingDiverged, _dist.DistributedError)) or getattr(exc, "every_rank", False)
+
+
+def _group(distributed):
+    if distributed is False or distributed is None:
+        return None
+    if distributed is True:
+        return _dist.world()
+    if isinstance(distributed, _dist.Group):
+        return distributed
+    raise TypeError(f"distributed must be True, False or a distributed.Group; got {distributed!r}")
+
+
+def _fit(model, x, y, data, epochs, batch_size, validation_data, validation_split, shuffle, seed,
+         callbacks, verbose, checkpoint, initial_epoch, resume, meta, group) -> History:
     seed = _check_seed(seed)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path")
     train = _resolve(model, x, y, data, list(model.inputs), "training")
     train, val = _validation(model, train, validation_data, validation_split)
+    root = group is None or group.is_root
+    if group is not None:
+        _agree(group, model, train, val, epochs=epochs, batch_size=batch_size, seed=seed,
+               initial_epoch=initial_epoch, resume=resume, shuffle=shuffle)
     history = History()
     cbs = [history, *callbacks]
-    if checkpoint is not None:
+    if checkpoint is not None and root:
         cbs.append(ModelCheckpoint(checkpoint, monitor="val_loss" if val is not None else "loss"))
     cbs.sort(key=lambda cb: cb.priority)  # stable: History first, checkpoints last
     train_keys = ["loss", *model.metric_names]
     log_keys = train_keys + ([f"val_{k}" for k in train_keys] if val is not None else []) + ["lr"]
     run = TrainingRun(model, epochs=epochs, initial_epoch=initial_epoch, batch_size=batch_size,
-                      seed=seed, log_keys=log_keys, callbacks=cbs, verbose=verbose, meta=meta)
-    if resume and os.path.exists(checkpoint):
-        _resume(run, checkpoint)
+                      seed=seed, log_keys=log_keys, callbacks=cbs, verbose=verbose if root else 0,
+                      meta=meta, group=group)
+    if group is None:
+        if resume and os.path.exists(checkpoint):
+            _resume(run, checkpoint)
+    elif resume:
+        _resume_root(run, checkpoint, group)
     if run.initial_epoch == 0:
         model.reseed(seed)
+    if group is not None:
+        _dist.broadcast_model(group, model)
     for cb in cbs:
         cb.set_run(run)
     for cb in cbs:
@@ -248,6 +305,36 @@ def fit(model, x=None, y=None, *, data=None, epochs=1, batch_size=32, validation
     for cb in cbs:
         cb.on_train_end()
     return history
+
+
+def _agree(group, model, train, val, **options) -> None:
+    """Every rank must train the same spec on the same data with the same options."""
+    facts = {"the spec's fingerprint": model.fingerprint or model.name,
+             "the params' size": int(model._params.size),
+             "the training data's digest": _dist.data_digest(train),
+             "the validation data's digest": _dist.data_digest(val) if val is not None else None}
+    facts.update({k.replace("_", " "): v for k, v in options.items()})
+    group.agree(facts)
+
+
+def _resume_root(run: TrainingRun, path, group) -> None:
+    """Rank 0 resumes from its checkpoint (other hosts need not see the file) and sends every
+    rank the epoch and callback state; the model itself is broadcast after."""
+    failure, state = None, None
+    if group.is_root and os.path.exists(path):
+        try:
+            _resume(run, path)
+            state = (run.initial_epoch, run.callback_states())
+        except _checkpoint.CheckpointError as e:
+            failure = str(e)
+    failure, state = group.broadcast((failure, state))
+    if failure is not None:
+        error = _checkpoint.CheckpointError(failure)
+        error.every_rank = True
+        raise error
+    if state is not None and not group.is_root:
+        run.initial_epoch = state[0]
+        run.restore_callback_states(state[1])
 
 
 def _resume(run: TrainingRun, path) -> None:
@@ -279,7 +366,8 @@ def _run_epoch(run: TrainingRun, epoch: int, train: dict, val: dict | None, shuf
     try:
         logs = _train_epoch(model, train, run, epoch, shuffle, progress)
         if val is not None:
-            logs.update({f"val_{k}": v for k, v in _evaluate_arrays(model, val, run.batch_size).items()})
+            val_logs = _evaluate_arrays(model, val, run.batch_size, run.group)
+            logs.update({f"val_{k}": v for k, v in val_logs.items()})
             if not math.isfinite(logs.get("val_loss", 0.0)):
                 raise _diverged(run, epoch, int(model.step), logs["val_loss"],
                                 f"validation loss was {logs['val_loss']}")
@@ -295,10 +383,11 @@ def _run_epoch(run: TrainingRun, epoch: int, train: dict, val: dict | None, shuf
         progress.close(dict(logs or {}, _n=n))
 
 
-def evaluate(model, x=None, y=None, *, data=None, batch_size=32) -> dict:
-    """Loss and metrics over a whole dataset, batch means weighted by batch size; no updates."""
+def evaluate(model, x=None, y=None, *, data=None, batch_size=32, distributed=False) -> dict:
+    """Loss and metrics over a whole dataset, batch means weighted by batch size; no updates.
+    distributed=True: each rank evaluates its shard and every rank gets the totals."""
     arrays = _resolve(model, x, y, data, list(model.inputs), "evaluation")
-    return _evaluate_arrays(model, arrays, batch_size)
+    return _evaluate_arrays(model, arrays, batch_size, _group(distributed))
 
 
 def predict(model, x=None, *, data=None, batch_size=32) -> dict:
