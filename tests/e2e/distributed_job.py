@@ -2,7 +2,8 @@
 
     python distributed_job.py BUILD_DIR OUT_DIR MODE
 
-MODE "evaluate": fit, then print evaluate() with distributed=True and without, and how many
+MODE "evaluate" (or "state": digits with batch norm, also printing how many distinct states the
+ranks hold and how far the moving mean moved): fit, then print evaluate() with distributed=True and without, and how many
 distinct params the ranks hold, on rank 0.
 MODE "kill" / "raise": rank 1 kills itself (SIGKILL) or raises in epoch 2, after writing the
 time to OUT_DIR/failed_at; the job must then end on every rank."""
@@ -17,8 +18,15 @@ from cnnc.runtime.distributed import data_digest, world
 
 build, out, mode = sys.argv[1:4]
 group = world()
-model = cnnc.compile(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "digits.cnn"),
-                     out_dir=build).Model(seed=0)
+DIGITS = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "digits.cnn")
+if mode == "state":          # digits with a batch norm after each conv: state on every rank
+    with open(DIGITS) as f:
+        spec = f.read().replace('activation=relu)          # 8x8x32', ')\n  "bn1": batch_norm()\n  relu()') \
+                       .replace('activation=relu)          # 4x4x64', ')\n  "bn2": batch_norm()\n  relu()')
+    assert spec.count("batch_norm") == 2
+    model = cnnc.compile(spec, out_dir=build, filename="digits_bn.cnn").Model(seed=0)
+else:
+    model = cnnc.compile(DIGITS, out_dir=build).Model(seed=0)
 model.threads = 1
 x, y, x_te, y_te = load_digits(seed=0)
 x, x_te = x.reshape(-1, 8, 8, 1), x_te.reshape(-1, 8, 8, 1)
@@ -34,11 +42,16 @@ class Fail(Callback):
             raise RuntimeError("a failure on purpose")
 
 
-model.fit(x, y, epochs=1 if mode == "evaluate" else 30, batch_size=64, verbose=0, callbacks=[Fail()],
+model.fit(x, y, epochs=1 if mode in ("evaluate", "state") else 30, batch_size=64, verbose=0, callbacks=[Fail()],
           checkpoint=os.path.join(out, "job.npz"), distributed=True)
 together = model.evaluate(x_te, y_te, batch_size=50, distributed=True)
 alone = model.evaluate(x_te, y_te, batch_size=50)
 digests = group.comm.allgather(data_digest(model.params))      # every rank holds the same bytes
+if mode == "state":
+    states = group.comm.allgather(data_digest(model.state))
+    if group.rank == 0:
+        moved = float(abs(model.state["bn1/moving_mean"]).max())
+        print("state", len(set(states)), "distinct on", len(states), "ranks; moved", moved)
 if group.rank == 0:
     print("together", together["loss"], together["accuracy"])
     print("alone", alone["loss"], alone["accuracy"])

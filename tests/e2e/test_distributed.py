@@ -168,3 +168,14 @@ def test_killing_a_worker_of_cnnc_train_ends_it_with_one_line(tmp_path):
     assert err.strip().splitlines()[-1].startswith("cnnc: error: training on 2 workers stopped")
     assert "Traceback" not in err
     assert read_extra(ck)["epoch"] >= 0
+
+
+def test_batch_norm_state_is_averaged_and_the_same_on_every_rank(tmp_path):
+    """Each rank updates the moving statistics from its own part of the batch; the ranks
+    average the new values, so all hold the same state (and params), and it moved."""
+    r = mpiexec("-n", 2, sys.executable, JOB, tmp_path / "gen", tmp_path, "state")
+    assert r.returncode == 0, r.stderr
+    assert "params 1 distinct on 2 ranks" in r.stdout
+    line = next(l for l in r.stdout.splitlines() if l.startswith("state "))
+    assert line.startswith("state 1 distinct on 2 ranks"), line
+    assert float(line.rsplit("moved ", 1)[1]) > 1e-3          # the moving mean left its zeros
