@@ -90,13 +90,6 @@ def cast(ctx: Ctx, node):
     return ctx.add("Cast", [ctx[x]], out=node, to=ONNX_DTYPE[node.out.type.dtype])
 
 
-@converter("broadcast_to")
-def broadcast_to(ctx: Ctx, node):
-    # Expand broadcasts both ways, so a 1 keeps the input's size: the batch stays symbolic
-    shape = [1 if isinstance(d, Sym) else d for d in node.attrs["shape"]]
-    return ctx.add("Expand", [ctx[node.inputs[0]], ctx.ints(shape)], out=node)
-
-
 @converter("transpose")
 def transpose(ctx: Ctx, node):
     return ctx.add("Transpose", [ctx[node.inputs[0]]], out=node, perm=list(node.attrs["perm"]))

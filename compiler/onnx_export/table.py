@@ -101,7 +101,7 @@ class Ctx:
 
     def initializer(self, data: np.ndarray, hint: str) -> str:
         name = self.unique(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(data), name))
+        self.initializers.append(numpy_helper.from_array(np.array(data, order="C"), name))   # keeps rank 0
         return name
 
     def ints(self, values, hint: str = "shape") -> str:
