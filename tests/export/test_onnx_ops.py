@@ -92,6 +92,11 @@ def test_the_file_keeps_spec_names_nhwc_and_a_symbolic_batch(zoo):
     inits = {i.name for i in model.graph.initializer}
     assert {"b4", "table", "m1", "k3:oihw", "dk:grouped", "tk:iohw"} <= inits
     assert "k3" not in inits                  # only the NCHW copy of a conv filter is stored
+    by_output = {n.output[0]: n for n in model.graph.node}
+    gemm = by_output[by_output["dense"].input[0]]                         # Identity <- Gemm
+    assert gemm.op_type == "Gemm" and gemm.input[2] == "b5"
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert sum(len(n.input) == 3 for n in convs) == 3         # conv_bias, conv_add, conv_add_fed
 
 
 def test_an_op_without_a_converter_is_a_diagnostic_at_its_line(tmp_path, monkeypatch):
