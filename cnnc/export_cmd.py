@@ -101,7 +101,7 @@ def export_c(ex: Exportable, out_dir) -> None:
 
 def export_onnx(ex: Exportable, path) -> None:
     """The ONNX file (docs/export.md): write it and say what went in."""
-    write_onnx(ex.graph, ex.source, dict(ex.model.params), path, f"{ex.graph.model} from "
+    write_onnx(ex.graph, ex.source, model_arrays(ex.model), path, f"{ex.graph.model} from "
                f"{Path(ex.source.filename).name}, {ex.params_from}")
     print(f"wrote {path}: model `{ex.graph.model}` ({', '.join(ex.graph.outputs)}), {ex.params_from}")
 
@@ -116,7 +116,13 @@ def model_to_onnx(model, path) -> str:
     source = pipeline.load_source(text, filename=model.manifest.get("source") or "<spec>")
     graph = pipeline.check(text, filename=source.filename)
     inference_problem(graph)
-    return write_onnx(graph, source, dict(model.params), path, f"{model.name}, step {model.step}")
+    return write_onnx(graph, source, model_arrays(model), path, f"{model.name}, step {model.step}")
+
+
+def model_arrays(model) -> dict:
+    """The arrays an export ships, by name: the params, and the state a model keeps between
+    calls where it has any (batch norm's moving statistics), which inference reads as they are."""
+    return {**dict(getattr(model, "state", None) or {}), **model.params}
 
 
 def write_onnx(graph, source, params: dict, path, doc: str = "") -> str:
