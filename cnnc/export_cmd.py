@@ -19,10 +19,10 @@ def add_subcommands(sub) -> None:
                        description="Export the inference graph of SPEC (dropout off, loss and metrics "
                        "left out) with the params of CKPT.")
     e.add_argument("spec", help="path to a .cnn file")
-    e.add_argument("--checkpoint", help="trained params (a `cnnc train` checkpoint); default: the "
+    e.add_argument("--checkpoint", metavar="CKPT", help="trained params (a `cnnc train` checkpoint); default: the "
                    "spec's initial params")
     e.add_argument("--onnx", metavar="FILE", help="write an ONNX model (needs the `onnx` extra: "
-                   "pip install 'cnnc[onnx]')")
+                   "pip install -e \".[onnx]\")")
     e.add_argument("--c", metavar="DIR", help="write a self-contained C99 inference library into DIR")
     e.add_argument("--build-dir", default="generated", help="where compiled models are kept")
 
@@ -131,7 +131,8 @@ def write_onnx(graph, source, params: dict, path, doc: str = "") -> str:
     try:
         from .compiler.onnx_export import ExportError, to_onnx
     except ImportError as e:
-        raise CnncError(f"ONNX export needs the `onnx` package ({e}): pip install 'cnnc[onnx]'") from None
+        raise CnncError(f"ONNX export needs the `onnx` extra ({e}): in the cnnc checkout, "
+                        "pip install -e \".[onnx]\"") from None
     from .spec.diagnostics import SpecError, error
     try:
         proto = to_onnx(graph, params, doc=doc)

@@ -135,7 +135,7 @@ def test_without_the_onnx_extra_export_says_how_to_get_it(tmp_path, monkeypatch)
     from cnnc.export_cmd import write_onnx
     monkeypatch.setitem(sys.modules, "cnnc.compiler.onnx_export", None)      # as if onnx were absent
     graph = pipeline.check(A)
-    with pytest.raises(CnncError, match=r"pip install 'cnnc\[onnx\]'"):
+    with pytest.raises(CnncError, match=r'pip install -e "\.\[onnx\]"'):
         write_onnx(graph, pipeline.load_source(A), {}, tmp_path / "a.onnx")
     assert not (tmp_path / "a.onnx").exists()
 
