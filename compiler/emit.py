@@ -67,8 +67,9 @@ def fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
-    """The generated files of a Program; `fingerprint` (of the spec's text) goes in the manifest."""
+def render(program: Program, fingerprint: str = "", spec: str = "") -> GeneratedFiles:
+    """The generated files of a Program; `fingerprint` (of the spec's text) and the text itself
+    (`spec`: a built Model rebuilds its graph from it to export ONNX) go in the manifest."""
     kernels = [_kernel(fn) for fn in program.kernels]
     used = set()
     for e in program.entries:
@@ -83,7 +84,7 @@ def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
     ctx["entries"] = {e.name: _entry(e) for e in program.entries}
     c = _tidy(ENV.get_template("module.c.j2").render(**ctx))
     h = _tidy(ENV.get_template("module.h.j2").render(**ctx))
-    manifest = dict(program.manifest, fingerprint=fingerprint)
+    manifest = dict(program.manifest, fingerprint=fingerprint, spec=spec)
     headers = tuple((name, (TEMPLATES / name).read_text()) for name in HEADERS)
     core = _tidy(ENV.get_template("core.c.j2").render(**ctx))
     return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers, core)

@@ -66,16 +66,18 @@ def test_the_checker_sees_relative_imports():
 # (summary renders the lowered Program's memory); verify.py re-checks autodiff's graph.
 # check/ (the checker) may import types, ir, ops and builder, and the optimizer and
 # initializer tables it validates against.
+# inference.py (the slice of the graph the outputs need, for export) reads ir and the op table;
+# onnx_export/ (a back end beside lower and emit, for the `onnx` extra) converts that slice.
 STAGES = [
     {"types", "target"},
     {"ir"},
     {"ops", "kernel"},
-    {"builder"},
+    {"builder", "inference"},
     {"check", "initializers", "optimizers"},
     {"modes"},
     {"autodiff", "verify"},
     {"lower", "functions", "fuse", "fold", "memory", "summary", "bounds"},
-    {"emit"},
+    {"emit", "onnx_export"},
     {"build"},
 ]
 STAGE_OF = {name: i for i, names in enumerate(STAGES) for name in names}
