@@ -6,11 +6,15 @@ Inputs and outputs keep their spec names, NHWC layout and a symbolic batch `N`; 
 becomes ONNX nodes through the converter table (table.py, entries in converters.py)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnx
 from onnx import helper
 
 from ... import __version__
+from .. import modes
+from ..fold import fold_batch_norms
 from ..inference import needed_nodes, output_inputs
 from ..ir import Graph
 from . import converters  # noqa: F401  (fills the table)
@@ -25,6 +29,7 @@ __all__ = ["CONVERTERS", "ExportError", "OPSET", "to_onnx"]
 def to_onnx(graph: Graph, params: dict[str, np.ndarray], doc: str = "") -> onnx.ModelProto:
     """The inference graph of `graph` with `params` (name -> array) as initializers; raises
     ExportError (with the spec span) for an op that has no converter."""
+    graph = inference_graph(graph)
     nodes = needed_nodes(graph)
     ctx = Ctx(graph, params, nodes)
     for name in graph.outputs:
@@ -55,3 +60,16 @@ def to_onnx(graph: Graph, params: dict[str, np.ndarray], doc: str = "") -> onnx.
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def inference_graph(graph: Graph) -> Graph:
+    """`graph` as forward runs it: every if_training on its inference side (modes.split: batch
+    norm on its moving statistics) and each such batch norm after a conv folded into the conv
+    (fold.py), whose scaled filter and bias ONNX Runtime computes once, at load. A copy: the
+    caller's graph is left as it was. A graph without if_training is returned as it is."""
+    if not any(n.op == modes.OP for n in graph.nodes):
+        return graph
+    g = modes.split(copy.deepcopy(graph))
+    folded = fold_batch_norms(g, list(g.outputs.values()))
+    g.outputs = {name: folded.get(v.id, v) for name, v in g.outputs.items()}
+    return g
