@@ -261,6 +261,17 @@ def parse(source: Source) -> ast.Module:
                                f"{MAX_SPEC_BYTES:,} bytes", Span(0, 0),
                                help="a model this large is probably generated: split it, or check "
                                "that this is the file you meant")], source)
+    module, diags = parse_partial(source)
+    if diags or module is None:
+        raise SpecError(diags, source)
+    return module
+
+
+def parse_partial(source: Source) -> tuple[ast.Module | None, list]:
+    """The syntax diagnostics, and the AST of what is left once each statement with a syntax
+    error is blanked out (None if nothing after an error could be parsed): an editor still
+    knows the other lines' names and types while one line is being typed."""
+    text = source.text
     work, diags = text if text.endswith("\n") else text + "\n", []
     while True:
         try:
@@ -269,12 +280,10 @@ def parse(source: Source) -> ast.Module:
             diags.append(_syntax_diagnostic(exc, source))
             region = _statement_at(exc, work)
             if region is None or len(diags) >= MAX_SYNTAX_ERRORS:
-                raise SpecError(diags, source) from None
+                return None, diags
             work = _blank(work, *region)
             continue
-        if diags:
-            raise SpecError(diags, source)
-        return _ToAst().transform(tree)
+        return _ToAst().transform(tree), diags
 
 
 MAX_SYNTAX_ERRORS = 20

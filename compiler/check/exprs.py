@@ -99,7 +99,9 @@ class Exprs:
         attrs = {a.name: values[a.name] for a in opdef.args if not a.is_operand}
         if any(isinstance(t, Poison) for t in tensors):
             return POISON
-        return self.apply(name, c, tensors, attrs, arg_exprs=exprs)
+        value = self.apply(name, c, tensors, attrs, arg_exprs=exprs)
+        self.index.call(c, "op", value)
+        return value
 
     def operand(self, e):
         """An op's tensor argument; a bare number becomes an f32 scalar."""
