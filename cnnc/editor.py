@@ -13,7 +13,6 @@ import traceback
 from dataclasses import dataclass, field
 
 from . import pipeline
-from .compiler.check import check as run_checker
 from .compiler.check.index import CallSite, Index, Ref, Role, ScopeSite, Symbol
 from .compiler.check.layers import LAYERS
 from .compiler.check.messages import signature
@@ -21,9 +20,8 @@ from .compiler.initializers import INITIALIZERS
 from .compiler.ir import Value
 from .compiler.ops import REGISTRY, public_ops
 from .compiler.optimizers import OPTIMIZERS
-from .spec.desugar import desugar
-from .spec.diagnostics import Diagnostic, Severity, SpecError, error
-from .spec.parser import MAX_SPEC_BYTES, _lark, parse_partial
+from .spec.diagnostics import Diagnostic, Severity, error
+from .spec.parser import _lark
 from .spec.source import Source, Span
 
 
@@ -42,23 +40,13 @@ def analyze(text: str, filename: str = "<spec>") -> Analysis:
     """Check a document; never raises: an internal error becomes one diagnostic."""
     source = Source(text, filename)
     try:
-        try:
-            checked = pipeline.check_source(source)
-            return Analysis(source, list(checked.diagnostics), checked.index)
-        except SpecError as e:                         # syntax errors: what `cnnc check` says
-            return Analysis(source, list(e.diagnostics), _partial_index(source))
+        diagnostics, checked = pipeline.check_partial(source)
+        return Analysis(source, diagnostics, checked.index if checked is not None else None)
     except Exception as exc:                           # a cnnc bug, never the user's spec
         where = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         diag = error("internal", f"internal error in cnnc while checking this file: {where}",
                      Span(0, 0), help="please report it with this file; the other features go on")
         return Analysis(source, [diag], None, traceback.format_exc())
-
-
-def _partial_index(source: Source) -> Index | None:
-    if len(source.text) > MAX_SPEC_BYTES:
-        return None
-    module, _ = parse_partial(source)
-    return run_checker(desugar(module), source).index if module is not None else None
 
 
 # ---------------------------------------------------------------- hover

@@ -254,13 +254,6 @@ MAX_SPEC_BYTES = 1 << 20      # a real model is a few KB; past this a spec is re
 
 def parse(source: Source) -> ast.Module:
     """Parse a spec into its AST, or raise SpecError with a located syntax diagnostic."""
-    text = source.text
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_SPEC_BYTES:
-        raise SpecError([error("too-large", f"the spec is {size:,} bytes; cnnc reads specs of at most "
-                               f"{MAX_SPEC_BYTES:,} bytes", Span(0, 0),
-                               help="a model this large is probably generated: split it, or check "
-                               "that this is the file you meant")], source)
     module, diags = parse_partial(source)
     if diags or module is None:
         raise SpecError(diags, source)
@@ -272,6 +265,12 @@ def parse_partial(source: Source) -> tuple[ast.Module | None, list]:
     error is blanked out (None if nothing after an error could be parsed): an editor still
     knows the other lines' names and types while one line is being typed."""
     text = source.text
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SPEC_BYTES:
+        return None, [error("too-large", f"the spec is {size:,} bytes; cnnc reads specs of at most "
+                            f"{MAX_SPEC_BYTES:,} bytes", Span(0, 0),
+                            help="a model this large is probably generated: split it, or check "
+                            "that this is the file you meant")]
     work, diags = text if text.endswith("\n") else text + "\n", []
     while True:
         try:
