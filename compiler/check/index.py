@@ -52,10 +52,11 @@ class CallSite:
     params: tuple[Value, ...] = ()
 
     def explain(self) -> str | None:
-        """The op's own account of its result, if its table entry has one (reshape's -1)."""
+        """The account of its result by the op that made it, if that op's table entry has one
+        (reshape's -1, also under `flatten`)."""
         node = self.value.node
         explain = REGISTRY[node.op].extra.get("explain") if node is not None and node.op in REGISTRY else None
-        return explain(node) if explain is not None and node.op == self.name else None
+        return explain(node) if explain is not None else None
 
 
 @dataclass
