@@ -68,12 +68,15 @@ def reshape_explain(node) -> str | None:
         return None
     i = list(target).index(-1)
     per, fixed = x.size()
+    count = per or fixed
+    factors = f"{_factors(x)} = " if math.prod(d for d in x.shape if isinstance(d, int)) == count \
+        and "*" in _factors(x) else ""
+    held = f"{x} holds {factors}{count} values" + (" per example" if per else "")
     if per:
-        batch = x.shape[x.sym_axes[0]]
-        total = f"{per}*{batch.name}" if per != 1 else batch.name
-        held = f"{x} holds {_factors(x)} = {per} values per example"
+        batch = x.shape[x.sym_axes[0]].name
+        total = f"{per}*{batch}" if per != 1 else batch
     else:
-        total, held = str(fixed), f"{x} holds {_factors(x)} = {fixed} values"
+        total = str(fixed)
     rest = [dim_str(d) for j, d in enumerate(target) if j != i]
     divisor = "*".join(rest) or "1"
     return f"-1 = {total} / {divisor} = {dim_str(out.shape[i])} ({held})"

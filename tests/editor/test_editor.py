@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,27 @@ def test_inlay_hints_follow_each_binding():
     # one per binding: `name = ...` and `output name = ...`, not loss, optimizer, metric or params
     bindings = re.findall(r"^\s*(?:output )?(\w+) = ", FLOWERS, flags=re.M)
     assert len(hints) == len(bindings) - 2 == 20
+
+
+def test_cnnc_lsp_without_pygls_says_what_to_install(run_cnnc, monkeypatch):
+    import cnnc
+    monkeypatch.delitem(sys.modules, "cnnc.lsp", raising=False)
+    monkeypatch.delattr(cnnc, "lsp", raising=False)
+    monkeypatch.setitem(sys.modules, "pygls.lsp.server", None)             # as if not installed
+    result = run_cnnc("lsp")
+    assert result.code == 1 and "pip install 'cnnc[lsp]'" in result.stderr
+
+
+@pytest.mark.parametrize("input_type, target, says", [
+    ("f32[N, 6, 6, 128]", "[-1, 4608]", "-1 = 4608*N / 4608 = N (f32[N, 6, 6, 128] holds 6*6*128 = 4608 values per example)"),
+    ("f32[N, 6, 6, 128]", "[N, -1]", "-1 = 4608*N / N = 4608 ("),
+    ("f32[N, 6, 6, 128]", "[-1, 64]", "-1 = 4608*N / 64 = 72*N ("),
+    ("f32[4, 6]", "[3, -1]", "-1 = 24 / 3 = 8 (f32[4, 6] holds 4*6 = 24 values)"),
+])
+def test_the_arithmetic_of_a_reshape(input_type, target, says):
+    kind = "input" if "N" in input_type else "const"
+    decl = f"input a: {input_type}" if kind == "input" else f"const a: {input_type} = 0.0"
+    text = f"model m\n{decl}\nb = reshape(a, {target})\noutput b\n"
+    an = editor.analyze(text)
+    assert [d.code for d in an.diagnostics if d.severity.value == "error"] == []
+    assert says in editor.hover(an, text.index("reshape") + 1)
