@@ -137,3 +137,11 @@ def test_the_arithmetic_of_a_reshape(input_type, target, says):
     an = editor.analyze(text)
     assert [d.code for d in an.diagnostics if d.severity.value == "error"] == []
     assert says in editor.hover(an, text.index("reshape") + 1)
+
+
+def test_a_stack_name_is_declared_in_its_header():
+    an = editor.analyze(LAYERED)
+    header = offset(LAYERED, "stack logits", len("stack "))
+    assert editor.hover(an, header + 1).startswith("**logits**: `f32[N, 5]`")
+    span = editor.definition(an, offset(LAYERED, "output logits", len("output ") + 1))
+    assert span.start == header and LAYERED[span.start:span.end] == "logits"
