@@ -20,8 +20,8 @@ from .compiler.initializers import INITIALIZERS
 from .compiler.ir import Value
 from .compiler.ops import REGISTRY, public_ops
 from .compiler.optimizers import OPTIMIZERS
-from .spec.diagnostics import Diagnostic, Severity, error
-from .spec.parser import _lark
+from .spec.diagnostics import Diagnostic, error
+from .spec.parser import keywords
 from .spec.source import Source, Span
 
 
@@ -226,12 +226,6 @@ class Completion:
     insert: str | None = None
 
 
-def keywords() -> list[str]:
-    """The statement keywords, read from the grammar."""
-    return sorted(t.pattern.value for t in _lark().terminals
-                  if t.pattern.type == "str" and t.pattern.value.isalpha())
-
-
 def callables() -> dict[str, tuple[str, object]]:
     """Every name a spec may call, with what it is and its table entry."""
     out: dict[str, tuple[str, object]] = {}
@@ -324,4 +318,4 @@ def inlay_hints(an: Analysis, start: int = 0, end: int | None = None) -> list[tu
 
 
 __all__ = ["Analysis", "analyze", "hover", "definition", "references", "outline", "Outline",
-           "completions", "Completion", "inlay_hints", "keywords", "callables", "Severity"]
+           "completions", "Completion", "inlay_hints", "keywords", "callables"]

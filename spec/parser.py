@@ -58,6 +58,12 @@ def _lark() -> Lark:
                 propagate_positions=True, maybe_placeholders=True)
 
 
+def keywords() -> list[str]:
+    """The statement keywords of the grammar (`model`, `input`, ...), for editors."""
+    return sorted(t.pattern.value for t in _lark().terminals
+                  if t.pattern.type == "str" and t.pattern.value.isalpha())
+
+
 def _span(meta) -> Span:
     return Span(meta.start_pos, meta.end_pos) if not meta.empty else Span(0, 0)
 
