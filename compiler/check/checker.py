@@ -210,7 +210,7 @@ class Checker(Exprs, Values, LayerSugar):
             return
         self.need_scalar(v, "loss", s.value.span)
         self.graph.loss = v
-        self.index.role("loss", "loss", s.span, s.span, v)
+        self.index.role("loss", "loss", Span(s.span.start, s.span.start + len("loss")), s.span, v)
 
     def stmt_MetricDecl(self, s: ast.MetricDecl) -> None:
         if s.name.name == "loss":
