@@ -25,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--desugar", action="store_true", help="print the spec in core forms (layers expanded)")
     c.add_argument("--dump", action="store_true", help="print the typed graph")
     c.add_argument("--quiet", "-q", action="store_true", help="print diagnostics only, no summary")
+    c.add_argument("--graph", metavar="OUT", help="draw the typed graph to OUT (.svg, .png or .dot)")
+
+    sub.add_parser("lsp", help="serve the Language Server Protocol over stdio, for editors "
+                   "(needs the [lsp] extra)")
 
     from . import commands
     commands.add_subcommands(sub)

@@ -84,7 +84,21 @@ def cmd_check(args) -> int:
     elif not args.quiet:
         from .compiler import summary
         print(summary.render(checked.graph, args.spec, memory=pipeline.memory_summary(checked.graph)))
+    if getattr(args, "graph", None):
+        from . import picture
+        picture.write(checked, args.graph)
+        if not args.quiet:
+            print(f"wrote {args.graph}")
     return 0
+
+
+def cmd_lsp(args) -> int:
+    try:
+        from . import lsp
+    except ImportError as e:
+        raise CnncError(f"`cnnc lsp` needs pygls and lsprotocol ({e}); install them with "
+                        "pip install 'cnnc[lsp]'") from None
+    return lsp.main()
 
 
 def _print_diagnostics(diags, source, fmt: str) -> None:
@@ -148,4 +162,4 @@ def _layer_calls(node, checked) -> list:
     return found
 
 
-_HANDLERS = {"check": cmd_check}
+_HANDLERS = {"check": cmd_check, "lsp": cmd_lsp}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .spec.desugar import desugar
 from .spec.diagnostics import Severity, SpecError
-from .spec.parser import parse
+from .spec.parser import parse, parse_partial
 from .spec.source import Source
 from .compiler import autodiff, build, emit, ir, lower, summary
 from .compiler import check as checker
@@ -27,8 +27,19 @@ def load_source(path_or_text: str | Path, filename: str | None = None) -> Source
 
 def check_source(source: Source) -> checker.Checked:
     """Parse, desugar and type-check; raises SpecError only for syntax errors."""
-    module = desugar(parse(source))
-    checked = checker.check(module, source)
+    return _check_module(parse(source), source)
+
+
+def check_partial(source: Source) -> tuple[list, checker.Checked | None]:
+    """For editors: the diagnostics check_source reports (its syntax errors, if any, else the
+    checker's), and the checked spec; while some lines have syntax errors, that of the others."""
+    module, syntax = parse_partial(source)
+    checked = _check_module(module, source) if module is not None else None
+    return list(syntax) if syntax else list(checked.diagnostics), checked
+
+
+def _check_module(module, source: Source) -> checker.Checked:
+    checked = checker.check(desugar(module), source)
     if checked.graph is not None:
         verify(checked.graph)
     return checked

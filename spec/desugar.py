@@ -30,7 +30,8 @@ def _stack(stack: ast.StackBlock) -> list:
     out, prev = [], stack.input
     for i, step in enumerate(stack.steps, 1):
         last = i == len(stack.steps)
-        name = ast.Ident(stack.name.name if last else f"{stack.name.name}_{i}", step.span)
+        # the last step binds the stack's own name, declared where the header writes it
+        name = stack.name if last else ast.Ident(f"{stack.name.name}_{i}", step.span)
         call = replace(step.call, args=(prev,) + step.call.args, piped=True)
         what = f"`{step.scope.name}`, " if step.scope else ""
         let = ast.Let(name, call, step.span, origin=f"{what}step {i} of `stack {stack.name.name}`")

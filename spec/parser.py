@@ -66,6 +66,12 @@ def _lark() -> Lark:
                 maybe_placeholders=True, cache=str(where / f"{name}.lark") if where else False)
 
 
+def keywords() -> list[str]:
+    """The statement keywords of the grammar (`model`, `input`, ...), for editors."""
+    return sorted(t.pattern.value for t in _lark().terminals
+                  if t.pattern.type == "str" and t.pattern.value.isalpha())
+
+
 def _span(meta) -> Span:
     return Span(meta.start_pos, meta.end_pos) if not meta.empty else Span(0, 0)
 
@@ -275,13 +281,23 @@ MAX_SPEC_BYTES = 1 << 20      # a real model is a few KB; past this a spec is re
 
 def parse(source: Source) -> ast.Module:
     """Parse a spec into its AST, or raise SpecError with a located syntax diagnostic."""
+    module, diags = parse_partial(source)
+    if diags or module is None:
+        raise SpecError(diags, source)
+    return module
+
+
+def parse_partial(source: Source) -> tuple[ast.Module | None, list]:
+    """The syntax diagnostics, and the AST of what is left once each statement with a syntax
+    error is blanked out (None if nothing after an error could be parsed): an editor still
+    knows the other lines' names and types while one line is being typed."""
     text = source.text
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_SPEC_BYTES:
-        raise SpecError([error("too-large", f"the spec is {size:,} bytes; cnnc reads specs of at most "
-                               f"{MAX_SPEC_BYTES:,} bytes", Span(0, 0),
-                               help="a model this large is probably generated: split it, or check "
-                               "that this is the file you meant")], source)
+        return None, [error("too-large", f"the spec is {size:,} bytes; cnnc reads specs of at most "
+                            f"{MAX_SPEC_BYTES:,} bytes", Span(0, 0),
+                            help="a model this large is probably generated: split it, or check "
+                            "that this is the file you meant")]
     work, diags = text if text.endswith("\n") else text + "\n", []
     while True:
         try:
@@ -290,12 +306,10 @@ def parse(source: Source) -> ast.Module:
             diags.append(_syntax_diagnostic(exc, source))
             region = _statement_at(exc, work)
             if region is None or len(diags) >= MAX_SYNTAX_ERRORS:
-                raise SpecError(diags, source) from None
+                return None, diags
             work = _blank(work, *region)
             continue
-        if diags:
-            raise SpecError(diags, source)
-        return _ToAst().transform(tree)
+        return _ToAst().transform(tree), diags
 
 
 MAX_SYNTAX_ERRORS = 20

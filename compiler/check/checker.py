@@ -19,6 +19,7 @@ from ..optimizers import OPTIMIZERS
 from ..types import TensorType
 from .binder import bind
 from .exprs import Exprs
+from .index import Index
 from .layers import LAYERS
 from .messages import Abort, names_in, unknown, with_op
 from .sugar import LayerSugar
@@ -33,6 +34,7 @@ class Checked:
     subst: dict = field(default_factory=dict)         # id(layer or piped Call) -> what it became
     penalties: list = field(default_factory=list)     # names of L2 terms added to the loss
     module: ast.Module | None = None                  # the checked (desugared) module
+    index: Index | None = None                        # names, types and call sites, for editors
 
     @property
     def ok(self) -> bool:
@@ -64,6 +66,8 @@ class Checker(Exprs, Values, LayerSugar):
         self.hints: set[str] = set()                   # names suggested by "did you mean"
         self.current_rhs = None                        # the expression a Let binds, for layer naming
         self.referenced: set[int] = set()              # ids of values a spec names, even in failed statements
+        self.index = Index(source, self.graph)
+        self.stmts: list = []                          # the statements being checked, innermost last
 
     # ------------------------------------------------------------ driver
 
@@ -78,14 +82,16 @@ class Checker(Exprs, Values, LayerSugar):
         self.finish()
         errors = [d for d in self.diags if d.severity.value == "error"]
         return Checked(None if errors else self.graph, self.diags, self.expansions, self.subst,
-                       self.penalty_names, self.module)
+                       self.penalty_names, self.module, self.index)
 
     def statement(self, stmt) -> None:
         handler = getattr(self, "stmt_" + type(stmt).__name__)
         origin, first = getattr(stmt, "origin", None), len(self.diags)
+        self.stmts.append(stmt)
         try:
             self._run(handler, stmt)
         finally:
+            self.stmts.pop()
             if origin:          # a stack step's mistake says which step it is
                 self.diags[first:] = [replace(d, notes=d.notes + (f"in {origin}",))
                                       if d.severity.value == "error" else d for d in self.diags[first:]]
@@ -239,6 +245,7 @@ class Checker(Exprs, Values, LayerSugar):
             self.diags.append(error("scope-name", f"scope name `{s.name.name}` may not be empty or "
                                     "contain `/`", s.name.span, help="nest scopes instead"))
         self.scope.append(s.name.name)
+        self.index.scope(s, self.scope)
         try:
             for stmt in s.body:
                 self.statement(stmt)
@@ -259,6 +266,7 @@ class Checker(Exprs, Values, LayerSugar):
             self.define(s.name, v)
         if not isinstance(v, Poison):
             self.graph.outputs[s.name.name] = v
+            self.index.role("output", s.name.name, s.name.span, s.span, v)
 
     def stmt_LossDecl(self, s: ast.LossDecl) -> None:
         if self.graph.loss is not None or self.loss_span is not None:
@@ -270,6 +278,7 @@ class Checker(Exprs, Values, LayerSugar):
             return
         self.need_scalar(v, "loss", s.value.span)
         self.graph.loss = v
+        self.index.role("loss", "loss", Span(s.span.start, s.span.start + len("loss")), s.span, v)
 
     def stmt_MetricDecl(self, s: ast.MetricDecl) -> None:
         if s.name.name == "loss":
@@ -284,6 +293,7 @@ class Checker(Exprs, Values, LayerSugar):
             return
         self.need_scalar(v, f"metric `{s.name.name}`", s.value.span)
         self.graph.metrics[s.name.name] = v
+        self.index.role("metric", s.name.name, s.name.span, s.span, v)
 
     def stmt_OptimizerDecl(self, s: ast.OptimizerDecl) -> None:
         if self.optimizer_span is not None:
@@ -367,12 +377,15 @@ class Checker(Exprs, Values, LayerSugar):
     def define(self, ident: ast.Ident, value) -> None:
         """Bind a name in the current environment (POISON first, so a failed definition stays failed)."""
         self.env[ident.name] = value
+        if isinstance(value, Value):
+            self.index.define(ident, value, self.stmts[-1] if self.stmts else ident, self.scope)
 
     def lookup(self, name: ast.Name):
         if name.id in self.env:
             v = self.env[name.id]
             if isinstance(v, Value):
                 self.referenced.add(v.id)
+                self.index.ref(name, v)
             return v
         hint = did_you_mean(name.id, self.env)
         if hint:

@@ -100,7 +100,9 @@ class Exprs:
         attrs = {a.name: values[a.name] for a in opdef.args if not a.is_operand}
         if any(isinstance(t, Poison) for t in tensors):
             return POISON
-        return self.apply(name, c, tensors, attrs, arg_exprs=exprs)
+        value = self.apply(name, c, tensors, attrs, arg_exprs=exprs)
+        self.index.call(c, "op", value)
+        return value
 
     def piped_list(self, c: ast.Call, opdef) -> ast.Call:
         """`a |> concat([b], axis=-1)` (or the step in a `stack`) is `concat([a, b], axis=-1)`:

@@ -67,8 +67,10 @@ class LayerSugar:
         block = [ast.ScopeBlock(ast.Ident(sub, c.span), tuple(core), c.span)] if sub else core
         self.expansions[id(c)] = (bound, block)
         self.subst[id(c)] = ast.Name(out_name, c.span)
+        first_param = len(self.graph.params)
         for stmt in block:
             self.statement(stmt)
+        self.index.call(c, "layer", self.env.get(out_name), self.graph.params[first_param:])
         self.b.name_hint, self.b.span = outer_hint, outer_span
         if penalty is not None:
             pen_value = self.env.get(penalty)

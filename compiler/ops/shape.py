@@ -61,12 +61,34 @@ def reshape_shape(ins, attrs):
     return out
 
 
+def reshape_explain(node) -> str | None:
+    """The arithmetic behind a -1 in a reshape's target, for an editor's hover."""
+    x, target, out = node.inputs[0].type, node.attrs["shape"], node.out.type
+    if -1 not in target:
+        return None
+    i = list(target).index(-1)
+    per, fixed = x.size()
+    count = per or fixed
+    factors = f"{_factors(x)} = " if math.prod(d for d in x.shape if isinstance(d, int)) == count \
+        and "*" in _factors(x) else ""
+    held = f"{x} holds {factors}{count} values" + (" per example" if per else "")
+    if per:
+        batch = x.shape[x.sym_axes[0]].name
+        total = f"{per}*{batch}" if per != 1 else batch
+    else:
+        total = str(fixed)
+    rest = [dim_str(d) for j, d in enumerate(target) if j != i]
+    divisor = "*".join(rest) or "1"
+    return f"-1 = {total} / {divisor} = {dim_str(out.shape[i])} ({held})"
+
+
 def _reshape_vjp(b, node, dout):
     return (b.op("reshape", dout, shape=tuple(node.inputs[0].type.shape)),)
 
 
 register(OpDef("reshape", (Arg("tensor", aliases=("x", "input")), Arg("shape", "shape")),
-               reshape_shape, _reshape_vjp, kernel=lambda node: ALIAS, doc="same values, new shape; one -1 is inferred"))
+               reshape_shape, _reshape_vjp, kernel=lambda node: ALIAS, doc="same values, new shape; one -1 is inferred",
+               extra={"explain": reshape_explain}))
 
 
 def _perm(v):
