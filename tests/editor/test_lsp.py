@@ -147,7 +147,7 @@ def test_hover_definition_outline_completion_and_inlay_hints():
     assert labels["conv"].detail.startswith("conv(input, filters, kernel_size")
     assert "pool4" in labels and "reg1" not in labels          # names declared above only
     args = {i.label for i in out["in_call"].items if i.kind == lsp.CompletionItemKind.Field}
-    assert args == {"strides=", "padding="}                    # input, filters given by position
+    assert args == {"strides=", "padding=", "dilations="}     # input, filters given by position
 
     assert list(out["hints_off"] or []) == []                  # inlay hints are off by default
     by_line = {h.position.line: h.label for h in out["hints"]}
