@@ -63,6 +63,21 @@ def fingerprint(text: str) -> str:
 
 def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
     """The generated files of a Program; `fingerprint` (of the spec's text) goes in the manifest."""
+    ctx = context(program)
+    c = tidy(ENV.get_template("module.c.j2").render(**ctx))
+    h = tidy(ENV.get_template("module.h.j2").render(**ctx))
+    manifest = dict(program.manifest, fingerprint=fingerprint)
+    return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers())
+
+
+def headers() -> tuple[tuple[str, str], ...]:
+    """The hand-written headers model.c includes: (name, text) pairs."""
+    return tuple((name, (TEMPLATES / name).read_text()) for name in HEADERS)
+
+
+def context(program: Program) -> dict:
+    """What module.c.j2 and module.h.j2 (and templates that extend them) lay out: the kernels
+    and entry points rendered, the constants they use, the target and the workspace."""
     kernels = [_kernel(fn) for fn in program.kernels]
     used = set()
     for e in program.entries:
@@ -75,11 +90,7 @@ def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
                target=tgt.name, target_defines=target.defines(tgt),
                ws={"fixed": ws["fixed_bytes"], "per_example": ws["per_example_bytes"]})
     ctx["entries"] = {e.name: _entry(e) for e in program.entries}
-    c = _tidy(ENV.get_template("module.c.j2").render(**ctx))
-    h = _tidy(ENV.get_template("module.h.j2").render(**ctx))
-    manifest = dict(program.manifest, fingerprint=fingerprint)
-    headers = tuple((name, (TEMPLATES / name).read_text()) for name in HEADERS)
-    return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers)
+    return ctx
 
 
 def _kernel(fn) -> str:
@@ -99,7 +110,7 @@ def _entry(e) -> str:
     return t.render(e=e, unused={e.name: unused}).rstrip()
 
 
-def _tidy(text: str) -> str:
+def tidy(text: str) -> str:
     """No trailing spaces, no runs of blank lines."""
     text = "\n".join(line.rstrip() for line in text.splitlines())
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
