@@ -1,4 +1,4 @@
-"""The `cnnc` command: check, compile, train, evaluate, predict."""
+"""The `cnnc` command: check, compile, train, evaluate, predict, export."""
 from __future__ import annotations
 
 import argparse

@@ -12,14 +12,15 @@ from .spec.diagnostics import Severity, SpecError, render_json, render_text, sor
 
 
 def add_subcommands(sub) -> None:
-    """Commands beyond `check`: compile, train, evaluate, predict."""
-    from . import train_cmds
+    """Commands beyond `check`: compile, train, evaluate, predict, export."""
+    from . import export_cmd, train_cmds
     train_cmds.add_subcommands(sub)
+    export_cmd.add_subcommands(sub)
 
 
 def run(args) -> int:
-    from . import train_cmds
-    handler = {**_HANDLERS, **train_cmds.HANDLERS}.get(args.command)
+    from . import export_cmd, train_cmds
+    handler = {**_HANDLERS, **train_cmds.HANDLERS, **export_cmd.HANDLERS}.get(args.command)
     if handler is None:
         raise CnncError(f"unknown command {args.command}")
     try:

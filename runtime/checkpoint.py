@@ -345,6 +345,26 @@ def load(path, model, strict: bool = True) -> dict:
         return _load(ar, model, strict)
 
 
+def load_params(path, model) -> dict:
+    """Copy only a checkpoint's params into `model` (for export: optimizer state, step and rng
+    do not matter) and return its metadata. Any missing, unexpected or reshaped param raises
+    CheckpointMismatch listing every one; the model is untouched then."""
+    with _opened(path) as ar:
+        problems, ok = _compare("", ar.shapes("param"), model.params)
+        if problems:
+            fp = ar.meta["fingerprint"]
+            note = ("" if fp == model.fingerprint else
+                    f"\nnote: the checkpoint was written for model `{ar.meta['model']}` (fingerprint {fp}), "
+                    f"a different spec from `{model.name}` (fingerprint {model.fingerprint})")
+            raise CheckpointMismatch(
+                f"checkpoint {ar.path} does not fit model `{model.name}` ({len(problems)} mismatching "
+                f"param{'s' if len(problems) != 1 else ''}):\n  " + "\n  ".join(problems) + note, problems)
+        params = ar.read("param", ok)
+        for name in ok:
+            model.params[name][...] = params[name]
+        return dict(ar.meta)
+
+
 def _load(ar: _Archive, model, strict: bool) -> dict:
     path, meta = ar.path, ar.meta
     p_problems, p_ok = _compare("", ar.shapes("param"), model.params)

@@ -1,0 +1,105 @@
+"""`cnnc export`: a trained spec leaves Python, as an ONNX file (--onnx) or a C library (--c).
+
+`load_for_export` is the shared first step of every format: build the spec, load the
+checkpoint's params into a Model, and refuse what has no inference graph (no feature input,
+an output that needs the labels)."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CnncError
+
+
+def add_subcommands(sub) -> None:
+    e = sub.add_parser("export", help="write a trained model as an ONNX file or a standalone C library",
+                       description="Export the inference graph of SPEC (dropout off, loss and metrics "
+                       "left out) with the params of CKPT.")
+    e.add_argument("spec", help="path to a .cnn file")
+    e.add_argument("--checkpoint", help="trained params (a `cnnc train` checkpoint); default: the "
+                   "spec's initial params")
+    e.add_argument("--onnx", metavar="FILE", help="write an ONNX model (needs the `onnx` extra: "
+                   "pip install 'cnnc[onnx]')")
+    e.add_argument("--c", metavar="DIR", help="write a self-contained C99 inference library into DIR")
+    e.add_argument("--build-dir", default="generated", help="where compiled models are kept")
+
+
+@dataclass
+class Exportable:
+    """A spec ready to export: its typed graph, the Model holding the params to ship, and
+    where those params came from (for the user's message)."""
+
+    graph: object                 # compiler.ir.Graph, the checked forward graph
+    source: object                # spec.source.Source
+    model: object                 # runtime.model.Model with the params loaded
+    params_from: str              # "checkpoint d.npz (step 120)" or "initial params (no checkpoint)"
+
+
+def load_for_export(spec: str | Path, checkpoint: str | Path | None = None, build_dir="generated",
+                    say=None) -> Exportable:
+    """Check and build `spec`, load `checkpoint`'s params (every param must match by name and
+    shape; optimizer state is ignored); without a checkpoint, the initial params, said through
+    `say`. CnncError when the spec has no inference graph."""
+    from . import pipeline
+    from .runtime.checkpoint import load_params
+    say = say or (lambda msg: print(msg, file=sys.stderr))
+    path = Path(spec)
+    if not path.is_file():
+        raise CnncError(f"no such spec file: {spec}")
+    source = pipeline.load_source(path, filename=str(spec))
+    graph = pipeline.check(path, filename=str(spec))
+    inference_problem(graph)
+    module = pipeline.generate(graph, source, Path(build_dir))
+    model = module.Model(seed=0)
+    if checkpoint is None:
+        params_from = "initial params (the spec's initializers, seed 0)"
+        say(f"cnnc export: no --checkpoint given: exporting the {params_from}, not trained ones")
+    else:
+        meta = load_params(checkpoint, model)
+        params_from = f"checkpoint {checkpoint} (step {meta['step']})"
+    return Exportable(graph, source, model, params_from)
+
+
+def inference_problem(graph) -> None:
+    """CnncError unless the graph has an inference graph: at least one output, fed by a feature
+    input, and no output that depends on the labels a loss compares against."""
+    from .compiler.inference import label_inputs, output_inputs
+    if not graph.outputs:
+        raise CnncError(f"model `{graph.model}` declares no output, so there is nothing to export: "
+                        "add `output NAME = EXPR` for what inference should return")
+    feeds = output_inputs(graph)
+    if not any(feeds.values()):
+        raise CnncError(f"model `{graph.model}` has no feature input: its outputs depend on no input "
+                        f"(only on params and constants); declare the input they should read")
+    labels = label_inputs(graph)
+    for name, inputs in feeds.items():
+        bad = [v for v in inputs if v.id in labels]
+        if bad:
+            raise CnncError(f"output `{name}` depends on input `{bad[0].name}`, which the loss reads as labels; "
+                            "at inference there are no labels: an exported output must depend on feature "
+                            "inputs only (move that output into a metric)")
+
+
+def cmd_export(args) -> int:
+    if not args.onnx and not args.c:
+        raise CnncError("nothing to export: give --onnx FILE.onnx and/or --c DIR")
+    ex = load_for_export(args.spec, args.checkpoint, args.build_dir)
+    if args.c:
+        export_c(ex, args.c)
+    if args.onnx:
+        export_onnx(ex, args.onnx)
+    return 0
+
+
+def export_c(ex: Exportable, out_dir) -> None:
+    """The standalone C library (issue 16, part 2): not written yet."""
+    raise CnncError("--c is not implemented yet in this version of cnnc: use --onnx for now")
+
+
+def export_onnx(ex: Exportable, path) -> None:
+    """The ONNX file (issue 16, part 1)."""
+    raise CnncError("--onnx is not implemented yet in this version of cnnc")
+
+
+HANDLERS = {"export": cmd_export}
