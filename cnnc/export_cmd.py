@@ -5,7 +5,9 @@ checkpoint's params into a Model, and refuse what has no inference graph (no fea
 an output that needs the labels)."""
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,8 +100,51 @@ def export_c(ex: Exportable, out_dir) -> None:
 
 
 def export_onnx(ex: Exportable, path) -> None:
-    """The ONNX file (issue 16, part 1)."""
-    raise CnncError("--onnx is not implemented yet in this version of cnnc")
+    """The ONNX file (docs/export.md): write it and say what went in."""
+    write_onnx(ex.graph, ex.source, dict(ex.model.params), path, f"{ex.graph.model} from "
+               f"{Path(ex.source.filename).name}, {ex.params_from}")
+    print(f"wrote {path}: model `{ex.graph.model}` ({', '.join(ex.graph.outputs)}), {ex.params_from}")
+
+
+def model_to_onnx(model, path) -> str:
+    """Model.export_onnx: the graph rebuilt from the spec text its manifest keeps."""
+    from . import pipeline
+    text = model.manifest.get("spec")
+    if not text:
+        raise CnncError(f"model `{model.name}` was built without its spec text, so its graph cannot be "
+                        "exported; build it with cnnc.compile(spec) or run `cnnc export SPEC`")
+    source = pipeline.load_source(text, filename=model.manifest.get("source") or "<spec>")
+    graph = pipeline.check(text, filename=source.filename)
+    inference_problem(graph)
+    return write_onnx(graph, source, dict(model.params), path, f"{model.name}, step {model.step}")
+
+
+def write_onnx(graph, source, params: dict, path, doc: str = "") -> str:
+    """Convert, validate (onnx.checker, full) and write atomically; an op without a converter
+    is a diagnostic at its spec line."""
+    try:
+        from .compiler.onnx_export import ExportError, to_onnx
+    except ImportError as e:
+        raise CnncError(f"ONNX export needs the `onnx` package ({e}): pip install 'cnnc[onnx]'") from None
+    from .spec.diagnostics import SpecError, error
+    try:
+        proto = to_onnx(graph, params, doc=doc)
+    except ExportError as e:
+        raise SpecError([error("onnx-export", e.message, e.span, label="not exportable",
+                               help="write it with ops that export (docs/export.md lists them), or add "
+                               "a converter for it (compiler/onnx_export/converters.py)")], source) from None
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(proto.SerializeToString())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
 
 
 HANDLERS = {"export": cmd_export}

@@ -63,7 +63,7 @@ def generate(graph: ir.Graph, source: Source | str | None, out_dir: str | Path, 
     directory of generated files)."""
     source = _source(source, graph)
     program = lowered(graph, source, fusion=fusion)
-    files = emit.render(program, emit.fingerprint(source.text))
+    files = emit.render(program, emit.fingerprint(source.text), spec=source.text)
     return build.build(files, Path(out_dir), emit_only=emit_only)
 
 

@@ -61,12 +61,13 @@ def fingerprint(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def render(program: Program, fingerprint: str = "") -> GeneratedFiles:
-    """The generated files of a Program; `fingerprint` (of the spec's text) goes in the manifest."""
+def render(program: Program, fingerprint: str = "", spec: str = "") -> GeneratedFiles:
+    """The generated files of a Program; `fingerprint` (of the spec's text) and the text itself
+    (`spec`: a built Model rebuilds its graph from it to export ONNX) go in the manifest."""
     ctx = context(program)
     c = tidy(ENV.get_template("module.c.j2").render(**ctx))
     h = tidy(ENV.get_template("module.h.j2").render(**ctx))
-    manifest = dict(program.manifest, fingerprint=fingerprint)
+    manifest = dict(program.manifest, fingerprint=fingerprint, spec=spec)
     return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers())
 
 

@@ -494,6 +494,13 @@ class Model:
         return train.predict(self, *args, **kwargs)
 
     @_serialized
+    def export_onnx(self, path) -> str:
+        """Write the inference graph (dropout off, no loss or metrics) with the current params
+        as an ONNX file; needs the `onnx` extra. Returns the path."""
+        from ..export_cmd import model_to_onnx       # the one place that sees spec and compiler
+        return model_to_onnx(self, path)
+
+    @_serialized
     def save(self, path, extra=None):
         from . import checkpoint
         return checkpoint.save(path, self, extra)

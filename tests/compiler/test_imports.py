@@ -67,7 +67,8 @@ def test_the_checker_sees_relative_imports():
 # library.py (the exported C library) renders through emit, beside build.
 # check/ (the checker) may import types, ir, ops and builder, and the optimizer and
 # initializer tables it validates against.
-# inference.py (the slice of the graph the outputs need, for export) reads ir and the op table.
+# inference.py (the slice of the graph the outputs need, for export) reads ir and the op table;
+# onnx_export/ (a back end beside lower and emit, for the `onnx` extra) converts that slice.
 STAGES = [
     {"types", "target"},
     {"ir"},
@@ -76,7 +77,7 @@ STAGES = [
     {"check", "initializers", "optimizers"},
     {"autodiff", "verify"},
     {"lower", "functions", "fuse", "memory", "summary", "bounds"},
-    {"emit"},
+    {"emit", "onnx_export"},
     {"build", "library"},
 ]
 STAGE_OF = {name: i for i, names in enumerate(STAGES) for name in names}
