@@ -200,12 +200,7 @@ def write(lib: Library, out_dir: str | Path) -> Path:
     export (its files and build products are replaced). Any other directory is refused, so an
     export never overwrites what it did not write."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} exists and is not a directory")
-    previous = _previous(out)
-    if out.exists() and previous is None and any(out.iterdir()):
-        raise ExportError(f"{out} is not empty and holds no earlier export (no {MARKER}): refusing to "
-                          "overwrite it; export into a new or empty directory")
+    previous = check_directory(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in (previous or {}).get("files", []) + (previous or {}).get("products", []):
         path = out / name
@@ -215,6 +210,19 @@ def write(lib: Library, out_dir: str | Path) -> Path:
         _write(out / name, text)
     _write(out / MARKER, json.dumps(lib.record, indent=1) + "\n")
     return out
+
+
+def check_directory(out_dir: str | Path) -> dict | None:
+    """ExportError unless out_dir may receive an export: it is missing, empty, or holds an
+    earlier one (whose record this returns)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a directory")
+    previous = _previous(out)
+    if out.exists() and previous is None and any(out.iterdir()):
+        raise ExportError(f"{out} is not empty and holds no earlier export (no {MARKER}): refusing to "
+                          "overwrite it; export into a new or empty directory")
+    return previous
 
 
 def _previous(out: Path) -> dict | None:
