@@ -211,16 +211,42 @@ int main(void)
 """
 
 
-def test_two_contexts_on_two_threads_match_one(exported, tmp_path):
+def _build_and_run(directory: Path, src: Path, *flags) -> subprocess.CompletedProcess:
+    """Compile `src` against the library in `directory` warning-free, run it."""
+    exe = src.with_suffix("")
+    r = subprocess.run([CC, "-std=c99", "-Wall", "-Wextra", "-O2", *flags, f"-I{directory}", str(src),
+                        str(next(directory.glob("lib*.a"))), "-lm", "-o", str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    return subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("openmp", [False, True])
+def test_two_contexts_on_two_threads_match_one(exported, tmp_path, openmp):
     _, directory, _ = exported("digits")
+    if openmp:                                  # each pthread then runs its own OpenMP team
+        shutil.copytree(directory, tmp_path / "lib")
+        directory = tmp_path / "lib"
+        _make(directory, "clean")
+        _make(directory, "OPENMP=1")
     src = tmp_path / "threads.c"
     src.write_text(THREADS_C)
-    exe = tmp_path / "threads"
-    r = subprocess.run([CC, "-std=c99", "-Wall", "-Wextra", "-O2", "-pthread", f"-I{directory}", str(src),
-                        str(directory / "libdigits.a"), "-lm", "-o", str(exe)], capture_output=True, text=True)
-    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    r = _build_and_run(directory, src, "-pthread", *(["-fopenmp"] if openmp else []))
     assert r.returncode == 0 and r.stdout.split() == ["0", "0"], (r.returncode, r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("name", ["digits", "textcnn"])
+def test_the_readme_example_runs(exported, tmp_path, name):
+    """The C example in the exported README.md compiles warning-free and runs."""
+    _, directory, _ = exported(name)
+    readme = (directory / "README.md").read_text()
+    block = readme.split("```c\n", 1)[1].split("```", 1)[0].splitlines()
+    includes = [line for line in block if line.startswith("#include")]
+    body = [line for line in block if not line.startswith("#include")]
+    src = tmp_path / "example.c"
+    src.write_text("\n".join(["#include <stdio.h>", *includes, "int main(void)", "{", *body,
+                              "    return status;", "}", ""]))
+    r = _build_and_run(directory, src)
+    assert r.returncode == 0, (r.stdout, r.stderr)
 
 
 def test_a_file_that_is_not_whole_examples_is_a_clear_error(exported, tmp_path):
