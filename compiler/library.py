@@ -34,6 +34,7 @@ from . import emit, target
 from .functions import unique
 from .kernel import Lin, sanitize
 from .lower import Program
+from .types import C_TYPES
 
 MARKER = "cnnc-export.json"
 FORMAT = "cnnc-c-library"
@@ -71,7 +72,7 @@ class Port:
     dtype: str
     shape: str                  # as the spec writes it: f32[N, 8, 8, 1]
     cname: str                  # the forward entry point's parameter
-    ctype: str
+    ctype: str                  # of its elements
     count: str                  # the macro of its element count: DIGITS_X_COUNT
     per_example: int            # elements per example (the coefficient of N)
     fixed: int                  # elements whatever N is
@@ -117,7 +118,7 @@ def render(program: Program, params: dict[str, np.ndarray], fingerprint: str = "
     bounds = {b["input"]: b for b in manifest["bounds"]}
     types = {i["name"]: i for i in manifest["inputs"]} | {o["name"]: o for o in manifest["outputs"]}
     ports: dict[str, list[Port]] = {"input": [], "output": []}
-    for (ctype_, cname), desc in zip(entry.params, entry.args):
+    for (_, cname), desc in zip(entry.params, entry.args):
         if desc[0] not in ports:
             continue
         t = types[desc[1]]
@@ -125,7 +126,7 @@ def render(program: Program, params: dict[str, np.ndarray], fingerprint: str = "
         b = bounds.get(desc[1]) if desc[0] == "input" else None
         ports[desc[0]].append(Port(
             desc[1], t["dtype"], f"{t['dtype']}[{', '.join(str(d) for d in t['shape'])}]", cname,
-            ctype_.replace("const ", "").rstrip("*").strip(),
+            C_TYPES[t["dtype"]],
             unique(f"{sym.upper()}_{sanitize(desc[1]).upper()}_COUNT", taken), count.a, count.b,
             WIDTH[t["dtype"]], WIRE[t["dtype"]], b["low"] if b else None, b["high"] if b else None))
     inputs, outputs = ports["input"], ports["output"]
@@ -145,7 +146,7 @@ def render(program: Program, params: dict[str, np.ndarray], fingerprint: str = "
         params_count=program.params_size, params_bytes=len(data), weights_sha256=sha,
         fingerprint=fingerprint, provenance=provenance, lib=f"lib{sym}.a",
         entry_params=entry.params, run_params=[p for p in entry.params if p[1] not in ("params", "ws")],
-        tls_bytes=max(4 * (t.kc * (t.nc + t.nr) + (t.mc + t.mr) * t.kc) for t in target.TARGETS.values()))
+        tls_bytes=max(_packing_bytes(t) for t in target.TARGETS.values()))
     files = {name: emit.tidy(emit.ENV.get_template(f"library/{name}.j2").render(**ctx)) for name in TEMPLATES}
     files["weights.c"] = emit.tidy(emit.ENV.get_template("library/weights.c.j2").render(**ctx)) \
         .replace("@BYTES@\n", _string_literal(data))
@@ -157,6 +158,12 @@ def render(program: Program, params: dict[str, np.ndarray], fingerprint: str = "
               "inputs": [p.name for p in inputs], "outputs": [p.name for p in outputs],
               "files": sorted(files) + [MARKER], "products": list(products)}
     return Library(program.model, sym, files, products, record)
+
+
+def _packing_bytes(t: target.Target) -> int:
+    """Bytes of gemm_core.h's thread-local packing buffers (cg_bpack, cg_apack) for target t:
+    what each thread that runs the model holds."""
+    return 4 * (t.kc * (t.nc + t.nr) + (t.mc + t.mr) * t.kc)
 
 
 def _count(shape) -> Lin:

@@ -356,3 +356,13 @@ def test_model_export_c(exported, tmp_path):
     out = model.export_c(tmp_path / "lib")
     assert "model `digits` at step 3" in (out / "README.md").read_text()
     assert (out / "weights.c").read_text().split("=", 1)[1] == (directory / "weights.c").read_text().split("=", 1)[1]
+
+
+@pytest.mark.parametrize("size", [0, 1, 31, 32, 33, 100])
+def test_the_weights_literal_holds_the_bytes(size):
+    from cnnc.compiler.library import _string_literal
+    data = bytes(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8))
+    text = _string_literal(data)
+    assert all(line.startswith('    "') and line.endswith('"') and len(line) <= 4 * 32 + 6
+               for line in text.splitlines())
+    assert eval(" ".join("b" + line.strip() for line in text.splitlines())) == data   # C's escapes, Python's too
