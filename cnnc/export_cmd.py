@@ -19,10 +19,10 @@ def add_subcommands(sub) -> None:
                        description="Export the inference graph of SPEC (dropout off, loss and metrics "
                        "left out) with the params of CKPT.")
     e.add_argument("spec", help="path to a .cnn file")
-    e.add_argument("--checkpoint", help="trained params (a `cnnc train` checkpoint); default: the "
+    e.add_argument("--checkpoint", metavar="CKPT", help="trained params (a `cnnc train` checkpoint); default: the "
                    "spec's initial params")
     e.add_argument("--onnx", metavar="FILE", help="write an ONNX model (needs the `onnx` extra: "
-                   "pip install 'cnnc[onnx]')")
+                   "pip install -e \".[onnx]\")")
     e.add_argument("--c", metavar="DIR", help="write a self-contained C99 inference library into DIR")
     e.add_argument("--build-dir", default="generated", help="where compiled models are kept")
 
@@ -110,7 +110,7 @@ def export_c(ex: Exportable, out_dir, say=None) -> Path:
 
 def export_onnx(ex: Exportable, path) -> None:
     """The ONNX file (docs/export.md): write it and say what went in."""
-    write_onnx(ex.graph, ex.source, dict(ex.model.params), path, f"{ex.graph.model} from "
+    write_onnx(ex.graph, ex.source, model_arrays(ex.model), path, f"{ex.graph.model} from "
                f"{Path(ex.source.filename).name}, {ex.params_from}")
     print(f"wrote {path}: model `{ex.graph.model}` ({', '.join(ex.graph.outputs)}), {ex.params_from}")
 
@@ -132,7 +132,13 @@ def model_graph(model):
 def model_to_onnx(model, path) -> str:
     """Model.export_onnx: the graph rebuilt from the spec text its manifest keeps."""
     source, graph = model_graph(model)
-    return write_onnx(graph, source, dict(model.params), path, f"{model.name}, step {model.step}")
+    return write_onnx(graph, source, model_arrays(model), path, f"{model.name}, step {model.step}")
+
+
+def model_arrays(model) -> dict:
+    """The arrays an export ships, by name: the params, and the state a model keeps between
+    calls where it has any (batch norm's moving statistics), which inference reads as they are."""
+    return {**dict(getattr(model, "state", None) or {}), **model.params}
 
 
 def model_to_c(model, out_dir) -> Path:
@@ -148,7 +154,8 @@ def write_onnx(graph, source, params: dict, path, doc: str = "") -> str:
     try:
         from .compiler.onnx_export import ExportError, to_onnx
     except ImportError as e:
-        raise CnncError(f"ONNX export needs the `onnx` package ({e}): pip install 'cnnc[onnx]'") from None
+        raise CnncError(f"ONNX export needs the `onnx` extra ({e}): in the cnnc checkout, "
+                        "pip install -e \".[onnx]\"") from None
     from .spec.diagnostics import SpecError, error
     try:
         proto = to_onnx(graph, params, doc=doc)

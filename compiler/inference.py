@@ -22,9 +22,10 @@ def output_inputs(graph: Graph) -> dict[str, list[Value]]:
 
 
 def label_inputs(graph: Graph) -> set[int]:
-    """Ids of the inputs that reach an operand named `labels` (the losses' targets)."""
+    """Ids of the inputs that reach an operand named `labels` of a node the loss depends on
+    (the targets the loss compares against)."""
     label_values = []
-    for n in graph.nodes:
+    for n in (_closure([graph.loss]) if graph.loss is not None else []):
         op = REGISTRY.get(n.op)
         if op is None:
             continue

@@ -35,7 +35,7 @@ def to_onnx(graph: Graph, params: dict[str, np.ndarray], doc: str = "") -> onnx.
         ctx.reserve(v.name)
         ctx.bind(v, v.name)
     for node in nodes:
-        if node.out.id in ctx._names:            # absorbed by an earlier converter (a conv's bias)
+        if ctx.bound(node.out):                  # folded into an earlier node (a conv's bias)
             continue
         convert = CONVERTERS.get(node.op)
         if convert is None:

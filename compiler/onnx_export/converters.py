@@ -90,13 +90,6 @@ def cast(ctx: Ctx, node):
     return ctx.add("Cast", [ctx[x]], out=node, to=ONNX_DTYPE[node.out.type.dtype])
 
 
-@converter("broadcast_to")
-def broadcast_to(ctx: Ctx, node):
-    # Expand broadcasts both ways, so a 1 keeps the input's size: the batch stays symbolic
-    shape = [1 if isinstance(d, Sym) else d for d in node.attrs["shape"]]
-    return ctx.add("Expand", [ctx[node.inputs[0]], ctx.ints(shape)], out=node)
-
-
 @converter("transpose")
 def transpose(ctx: Ctx, node):
     return ctx.add("Transpose", [ctx[node.inputs[0]]], out=node, perm=list(node.attrs["perm"]))
@@ -105,13 +98,20 @@ def transpose(ctx: Ctx, node):
 # ---------------------------------------------------------------- convolutions and pools
 
 def _bias_after(ctx: Ctx, node):
-    """The bias of a bias_add that is the conv's only user (so Conv can add it itself)."""
+    """The node adding a bias to `node`'s result, when it is its only user: a bias_add, or an
+    add of a 1-D tensor as long as the last axis (dense layers written `matmul(x, w) + b`).
+    Conv and Gemm then add it themselves. Returns (that node, the bias) or (None, None)."""
     users = ctx.users.get(node.out.id, [])
-    if len(users) != 1 or users[0].op != "bias_add" or users[0].inputs[0] is not node.out:
+    if len(users) != 1 or any(v is node.out for v in ctx.graph.outputs.values()):
         return None, None
-    if any(v is node.out for v in ctx.graph.outputs.values()):
-        return None, None
-    return users[0], users[0].inputs[1]
+    user, width = users[0], node.out.type.shape[-1]
+    if user.op == "bias_add" and user.inputs[0] is node.out:
+        return user, user.inputs[1]
+    if user.op == "add":
+        others = [v for v in user.inputs if v is not node.out]
+        if len(others) == 1 and others[0].type.shape == (width,) and user.out.type == node.out.type:
+            return user, others[0]
+    return None, None
 
 
 def _conv_out(ctx: Ctx, node, op_type: str, inputs, **attrs) -> str:
@@ -333,9 +333,14 @@ def concat(ctx: Ctx, node):
 
 @converter("matmul")
 def matmul(ctx: Ctx, node):
+    """Gemm, adding the bias of a following bias_add (or add) as its C."""
     a, b = node.inputs
-    return ctx.add("Gemm", [ctx[a], ctx[b]], out=node, transA=int(node.attrs["transpose_a"]),
-                   transB=int(node.attrs["transpose_b"]))
+    bias_node, bias = _bias_after(ctx, node)
+    out = ctx.add("Gemm", [ctx[a], ctx[b]] + ([ctx[bias]] if bias is not None else []), out=bias_node or node,
+                  transA=int(node.attrs["transpose_a"]), transB=int(node.attrs["transpose_b"]))
+    if bias_node is not None:
+        ctx.bind(bias_node.out, out)
+    return out
 
 
 @converter("embedding_lookup")

@@ -61,7 +61,6 @@ class Ctx:
         self.ones: set[int] = set()            # values that are all ones at inference (dropout masks)
         self._names: dict[int, str] = {}
         self._taken: set[str] = set()
-        self._consts = {v.id: v for v in graph.const_values}
 
     # ---------------------------------------------------------------- names
 
@@ -79,13 +78,17 @@ class Ctx:
     def bind(self, v: Value, name: str) -> None:
         self._names[v.id] = name
 
+    def bound(self, v: Value) -> bool:
+        """Whether v already has its ONNX name (an input, or a result a converter folded in)."""
+        return v.id in self._names
+
     def __getitem__(self, v: Value) -> str:
-        """The ONNX name of a cnnc value; params and consts become initializers on first use."""
+        """The ONNX name of a cnnc value; params and consts (any value whose data is known)
+        become initializers on first use."""
         if v.id not in self._names:
-            if v.kind in ("param", "const"):
-                self._names[v.id] = self.initializer(self.data(v), v.name)
-            else:
+            if not self.static(v):
                 raise KeyError(f"value {v.name} has no ONNX name yet")
+            self._names[v.id] = self.initializer(self.data(v), v.name)
         return self._names[v.id]
 
     # ---------------------------------------------------------------- building
@@ -101,7 +104,7 @@ class Ctx:
 
     def initializer(self, data: np.ndarray, hint: str) -> str:
         name = self.unique(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(data), name))
+        self.initializers.append(numpy_helper.from_array(np.array(data, order="C"), name))   # keeps rank 0
         return name
 
     def ints(self, values, hint: str = "shape") -> str:
@@ -112,13 +115,14 @@ class Ctx:
         return self.initializer(np.asarray(value, NP_DTYPE[dtype]), hint)
 
     def static(self, v: Value) -> bool:
-        """Whether v's data is known at export (a param or const)."""
-        return v.kind in ("param", "const")
+        """Whether v's data is known at export: a const, or a value `arrays` holds by name
+        (the params, and whatever else a model keeps between calls, as moving statistics)."""
+        return v.id in self.graph.consts or (v.kind != "input" and v.node is None and v.name in self.arrays)
 
     def data(self, v: Value) -> np.ndarray:
-        if v.kind == "param":
-            return np.asarray(self.arrays[v.name], np.float32).reshape(self.shape(v))
-        return np.asarray(self.graph.consts[v.id], NP_DTYPE[v.type.dtype]).reshape(self.shape(v))
+        if v.id in self.graph.consts:
+            return np.asarray(self.graph.consts[v.id], NP_DTYPE[v.type.dtype]).reshape(self.shape(v))
+        return np.asarray(self.arrays[v.name], NP_DTYPE[v.type.dtype]).reshape(self.shape(v))
 
     @staticmethod
     def shape(v: Value) -> tuple[int, ...]:

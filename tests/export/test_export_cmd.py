@@ -42,39 +42,39 @@ def write(tmp_path, name, text):
 
 
 @needs_cc
-def test_no_checkpoint_exports_initial_params_and_says_so(tmp_path):
+def test_no_checkpoint_exports_initial_params_and_says_so(tmp_path, build_dir):
     said = []
-    ex = load_for_export(write(tmp_path, "a.cnn", A), None, tmp_path / "gen", say=said.append)
+    ex = load_for_export(write(tmp_path, "a.cnn", A), None, build_dir, say=said.append)
     assert len(said) == 1 and "no --checkpoint" in said[0] and "initial params" in said[0]
-    fresh = pipeline.compile(A, out_dir=tmp_path / "gen2").Model(seed=0)
+    fresh = pipeline.compile(A, out_dir=build_dir).Model(seed=0)
     np.testing.assert_array_equal(ex.model.params["w"], fresh.params["w"])
     assert "initial" in ex.params_from
 
 
 @needs_cc
-def test_a_checkpoint_loads_its_params(tmp_path):
-    m = pipeline.compile(A, out_dir=tmp_path / "gen").Model(seed=3)
+def test_a_checkpoint_loads_its_params(tmp_path, build_dir):
+    m = pipeline.compile(A, out_dir=build_dir).Model(seed=3)
     m.params["b"][...] = [1, 2, 3]
     m.save(tmp_path / "a.npz")
-    ex = load_for_export(write(tmp_path, "a.cnn", A), tmp_path / "a.npz", tmp_path / "gen", say=pytest.fail)
+    ex = load_for_export(write(tmp_path, "a.cnn", A), tmp_path / "a.npz", build_dir, say=pytest.fail)
     np.testing.assert_array_equal(ex.model.params["w"], m.params["w"])
     np.testing.assert_array_equal(ex.model.params["b"], [1, 2, 3])
     assert f"checkpoint {tmp_path / 'a.npz'}" in ex.params_from
 
 
 @needs_cc
-def test_a_checkpoint_of_another_spec_lists_every_mismatching_param(tmp_path, capsys):
-    pipeline.compile(B, out_dir=tmp_path / "gen").Model(seed=0).save(tmp_path / "b.npz")
+def test_a_checkpoint_of_another_spec_lists_every_mismatching_param(tmp_path, build_dir, capsys):
+    pipeline.compile(B, out_dir=build_dir).Model(seed=0).save(tmp_path / "b.npz")
     spec = write(tmp_path, "a.cnn", A)
     with pytest.raises(CheckpointMismatch) as e:
-        load_for_export(spec, tmp_path / "b.npz", tmp_path / "gen")
+        load_for_export(spec, tmp_path / "b.npz", build_dir)
     assert len(e.value.problems) == 3                     # w reshaped, b missing, v unexpected
     msg = str(e.value)
     assert "w: checkpoint f32[4, 2], model f32[4, 3]" in msg
     assert "b: missing from checkpoint" in msg and "v: unexpected in checkpoint" in msg
     assert "model `b`" in msg                             # says whose checkpoint it was
     code, _, err = run(capsys, "export", spec, "--checkpoint", tmp_path / "b.npz", "--onnx",
-                       tmp_path / "a.onnx", "--build-dir", tmp_path / "gen")
+                       tmp_path / "a.onnx", "--build-dir", build_dir)
     assert code == 1 and "3 mismatching params" in err and "Traceback" not in err
     assert not (tmp_path / "a.onnx").exists()
 
@@ -128,3 +128,20 @@ def test_nothing_to_export_is_a_usage_error(capsys, tmp_path):
 def test_a_missing_spec_is_a_clean_error(capsys, tmp_path):
     code, _, err = run(capsys, "export", tmp_path / "nope.cnn", "--onnx", tmp_path / "x.onnx")
     assert code == 1 and err == f"cnnc: error: no such spec file: {tmp_path / 'nope.cnn'}\n"
+
+
+def test_without_the_onnx_extra_export_says_how_to_get_it(tmp_path, monkeypatch):
+    import sys
+    from cnnc.export_cmd import write_onnx
+    monkeypatch.setitem(sys.modules, "cnnc.compiler.onnx_export", None)      # as if onnx were absent
+    graph = pipeline.check(A)
+    with pytest.raises(CnncError, match=r'pip install -e "\.\[onnx\]"'):
+        write_onnx(graph, pipeline.load_source(A), {}, tmp_path / "a.onnx")
+    assert not (tmp_path / "a.onnx").exists()
+
+
+@needs_cc
+def test_a_model_built_without_its_spec_text_cannot_export(tmp_path, build_dir):
+    module = pipeline.generate(pipeline.check(A), None, build_dir)          # a graph, no spec text
+    with pytest.raises(CnncError, match="built without its spec text"):
+        module.Model().export_onnx(tmp_path / "a.onnx")
