@@ -10,10 +10,12 @@ import importlib
 # column name -> (module, layout)
 COLUMNS = {
     "cnnc": ("bench.frameworks", "native"),        # adapted cnnc_runner, below
+    "cnnc-c": ("bench.cnnc_c", "native"),          # the exported C library, through ctypes
     "torch-nchw": ("bench.peers.torch_models", "nchw"),
     "torch-cl": ("bench.peers.torch_models", "cl"),
     "tf": ("bench.peers.tf_models", "nhwc"),
     "ort": ("bench.peers.onnx_export", "nchw"),
+    "ort-cnnc": ("bench.cnnc_onnx", "nhwc"),       # ORT on cnnc's own ONNX export
 }
 
 DEFAULT_BASELINE = "cnnc"

@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import duel, harness, models as spec, report, sgemm  # noqa: E402
-from bench.frameworks import COLUMNS, DEFAULT_BASELINE  # noqa: E402
+from bench.frameworks import COLUMNS, DEFAULT_BASELINE, framework  # noqa: E402
 
 # Benchmark-only packages; never runtime dependencies of cnnc.
 PEER_PACKAGES = ["torch==2.13.0", "onnx", "onnxruntime", "onnxscript", "tensorflow-cpu"]
@@ -34,6 +34,12 @@ FULL = {"warmup": 3, "repeats": 10, "min_time": 2.0, "max_time": 30.0, "retries"
 QUICK = {"warmup": 1, "repeats": 3, "min_time": 0.2, "max_time": 5.0, "retries": 0,
          "max_other_load": 0.10, "quiet_wait": 0.0, "rss_steps": 3, "timeout": 180,
          "sgemm_sizes": "1024,2048", "duel_blocks": 4}
+
+
+# Column pairs whose batch-1 latency is timed again in alternating blocks (when both run):
+# cnnc against ONNX Runtime, and the exported C library against in-Python cnnc and ORT (on
+# PyTorch's export and on cnnc's own).
+DUELS = [("cnnc", "ort"), ("cnnc-c", "cnnc"), ("cnnc-c", "ort"), ("cnnc-c", "ort-cnnc")]
 
 
 def install_peers():
@@ -97,7 +103,7 @@ def measure_cell(column, model, threads, opts):
     for key in cell.get("planned", []):  # metrics a timeout or crash cut off
         if stopped and key not in cell.get("metrics", {}) and key not in cell.get("errors", {}):
             cell["errors"][key] = f"not measured: worker {stopped}"
-    if cell["status"] == "ok" and COLUMNS[column][0] != "bench.peers.onnx_export":
+    if cell["status"] == "ok" and framework(column)[0].TRAINS:       # peak RSS of a training loop
         cell["peak_rss"] = harness.measure_peak_rss(
             "bench.worker:train_loop",
             {"column": column, "model": model, "batch": 32, "steps": opts["rss_steps"]},
@@ -160,10 +166,12 @@ def main(argv=None):
     # Batch-1 latency again, cnnc and ONNX Runtime in alternating blocks (bench/duel.py):
     # the independent columns above can differ by more than the gap from host noise alone.
     duels = []
-    if "cnnc" in columns and "ort" in columns:
-        print("interleaved batch-1 latency (cnnc and ort in alternating blocks):", flush=True)
+    for pair in DUELS:
+        if not all(c in columns for c in pair):
+            continue
+        print(f"interleaved batch-1 latency ({pair[0]} and {pair[1]} in alternating blocks):", flush=True)
         for model in models:
-            d = duel.duel(model, ("cnnc", "ort"), a.threads, blocks=opts["duel_blocks"])
+            d = duel.duel(model, pair, a.threads, blocks=opts["duel_blocks"])
             print("  " + duel.describe(d), flush=True)
             duels.append(d)
             if a.contend:       # the same duel with a competitor holding one core

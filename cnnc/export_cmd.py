@@ -86,6 +86,9 @@ def inference_problem(graph) -> None:
 def cmd_export(args) -> int:
     if not args.onnx and not args.c:
         raise CnncError("nothing to export: give --onnx FILE.onnx and/or --c DIR")
+    if args.c:                      # refuse a directory it may not write before building
+        from .compiler.library import check_directory
+        check_directory(args.c)
     ex = load_for_export(args.spec, args.checkpoint, args.build_dir)
     if args.c:
         export_c(ex, args.c)
@@ -94,9 +97,15 @@ def cmd_export(args) -> int:
     return 0
 
 
-def export_c(ex: Exportable, out_dir) -> None:
-    """The standalone C library (issue 16, part 2): not written yet."""
-    raise CnncError("--c is not implemented yet in this version of cnnc: use --onnx for now")
+def export_c(ex: Exportable, out_dir, say=None) -> Path:
+    """The standalone C library: the forward kernels and `ex`'s params compiled in, with a
+    Makefile, predict and a README (pipeline.export_c); says where it went and how to build it."""
+    from . import pipeline
+    say = say or (lambda msg: print(msg, file=sys.stderr))
+    out = pipeline.export_c(ex.graph, ex.source, model_arrays(ex.model), out_dir, ex.params_from)
+    say(f"cnnc export: wrote the C library of model `{ex.graph.model}` ({ex.params_from}) to {out}/; "
+        f"build it with `make -C {out}`")
+    return out
 
 
 def export_onnx(ex: Exportable, path) -> None:
@@ -106,8 +115,9 @@ def export_onnx(ex: Exportable, path) -> None:
     print(f"wrote {path}: model `{ex.graph.model}` ({', '.join(ex.graph.outputs)}), {ex.params_from}")
 
 
-def model_to_onnx(model, path) -> str:
-    """Model.export_onnx: the graph rebuilt from the spec text its manifest keeps."""
+def model_graph(model):
+    """(source, graph) of a built Model: the graph rebuilt from the spec text its manifest keeps,
+    refused (CnncError) when it has no inference graph."""
     from . import pipeline
     text = model.manifest.get("spec")
     if not text:
@@ -116,6 +126,12 @@ def model_to_onnx(model, path) -> str:
     source = pipeline.load_source(text, filename=model.manifest.get("source") or "<spec>")
     graph = pipeline.check(text, filename=source.filename)
     inference_problem(graph)
+    return source, graph
+
+
+def model_to_onnx(model, path) -> str:
+    """Model.export_onnx: the graph rebuilt from the spec text its manifest keeps."""
+    source, graph = model_graph(model)
     return write_onnx(graph, source, model_arrays(model), path, f"{model.name}, step {model.step}")
 
 
@@ -123,6 +139,13 @@ def model_arrays(model) -> dict:
     """The arrays an export ships, by name: the params, and the state a model keeps between
     calls where it has any (batch norm's moving statistics), which inference reads as they are."""
     return {**dict(getattr(model, "state", None) or {}), **model.params}
+
+
+def model_to_c(model, out_dir) -> Path:
+    """Model.export_c: the C library of the graph its manifest keeps, with its current params."""
+    from . import pipeline
+    source, graph = model_graph(model)
+    return pipeline.export_c(graph, source, model_arrays(model), out_dir, f"model `{model.name}` at step {model.step}")
 
 
 def write_onnx(graph, source, params: dict, path, doc: str = "") -> str:

@@ -3,7 +3,8 @@
     parse -> desugar -> check -> grad_graph -> verify -> lower -> emit -> build
 
 `compile` runs them all: `check_source` the front half (parse, desugar, check), `generate`
-the back half (grad_graph, verify and lower in `lowered`, then emit and build)."""
+the back half (grad_graph, verify and lower in `lowered`, then emit and build). `export_c` is
+the inference branch: lower (forward only) -> library (emit's templates) -> a C directory."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from .spec.desugar import desugar
 from .spec.diagnostics import Severity, SpecError
 from .spec.parser import parse, parse_partial
 from .spec.source import Source
-from .compiler import autodiff, build, emit, ir, lower, summary
+from .compiler import autodiff, build, emit, ir, library, lower, summary
 from .compiler import check as checker
 from .compiler.verify import verify
 
@@ -76,6 +77,21 @@ def generate(graph: ir.Graph, source: Source | str | None, out_dir: str | Path, 
     program = lowered(graph, source, fusion=fusion, fold=fold)
     files = emit.render(program, emit.fingerprint(source.text), spec=source.text)
     return build.build(files, Path(out_dir), emit_only=emit_only)
+
+
+def inference_program(graph: ir.Graph, source: Source | str | None = None, fusion: bool = True) -> lower.Program:
+    """The forward entry point alone, dropout gone: what an exported library runs."""
+    return lower.lower(lower.inference_grads(graph), _source(source, graph), fusion=fusion, inference=True)
+
+
+def export_c(graph: ir.Graph, source: Source | str | None, params: dict, out_dir: str | Path,
+             provenance: str = "") -> Path:
+    """Write a C inference library of `graph` with `params` (name -> array, e.g. a Model's
+    params) compiled in, into out_dir (new, empty or an earlier export; else ExportError).
+    `provenance` (the checkpoint, or "initial params") goes in its README."""
+    source = _source(source, graph)
+    lib = library.render(inference_program(graph, source), params, emit.fingerprint(source.text), provenance)
+    return lib.write(out_dir)
 
 
 def memory_summary(graph: ir.Graph, batch_sizes=(1, 32)) -> dict[str, str]:

@@ -70,6 +70,23 @@ def fingerprint(text: str) -> str:
 def render(program: Program, fingerprint: str = "", spec: str = "") -> GeneratedFiles:
     """The generated files of a Program; `fingerprint` (of the spec's text) and the text itself
     (`spec`: a built Model rebuilds its graph from it to export ONNX) go in the manifest."""
+    ctx = context(program)
+    c = tidy(ENV.get_template("module.c.j2").render(**ctx))
+    h = tidy(ENV.get_template("module.h.j2").render(**ctx))
+    manifest = dict(program.manifest, fingerprint=fingerprint, spec=spec)
+    core = tidy(ENV.get_template("core.c.j2").render(**ctx))
+    return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers(), core)
+
+
+def headers() -> tuple[tuple[str, str], ...]:
+    """The hand-written GEMM core's interface and code: (name, text) pairs. model.c includes
+    the interface (gemm_api.h); an exported library's model.c includes the code too."""
+    return tuple((name, (TEMPLATES / name).read_text()) for name in HEADERS)
+
+
+def context(program: Program) -> dict:
+    """What module.c.j2 and module.h.j2 (and templates that extend them) lay out: the kernels
+    and entry points rendered, the constants they use, the target and the workspace."""
     kernels = [_kernel(fn) for fn in program.kernels]
     used = set()
     for e in program.entries:
@@ -82,12 +99,7 @@ def render(program: Program, fingerprint: str = "", spec: str = "") -> Generated
                target=tgt.name, target_defines=target.defines(tgt),
                ws={"fixed": ws["fixed_bytes"], "per_example": ws["per_example_bytes"]})
     ctx["entries"] = {e.name: _entry(e) for e in program.entries}
-    c = _tidy(ENV.get_template("module.c.j2").render(**ctx))
-    h = _tidy(ENV.get_template("module.h.j2").render(**ctx))
-    manifest = dict(program.manifest, fingerprint=fingerprint, spec=spec)
-    headers = tuple((name, (TEMPLATES / name).read_text()) for name in HEADERS)
-    core = _tidy(ENV.get_template("core.c.j2").render(**ctx))
-    return GeneratedFiles(program.model, program.symbol, c, h, manifest, headers, core)
+    return ctx
 
 
 def _kernel(fn) -> str:
@@ -107,7 +119,7 @@ def _entry(e) -> str:
     return t.render(e=e, unused={e.name: unused}).rstrip()
 
 
-def _tidy(text: str) -> str:
+def tidy(text: str) -> str:
     """No trailing spaces, no runs of blank lines."""
     text = "\n".join(line.rstrip() for line in text.splitlines())
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"

@@ -10,6 +10,10 @@ and four entry points. Batch-norm folding (fold.py), fusion (fuse.py) and the bu
               state updates (into state_next), then the optimizer update
   eval_step   loss and metrics, dropout off, moving statistics (folded), no update
 
+An inference program (`inference=True`, for an exported library) has the forward entry point
+alone, and its dropout is gone: `x * dropout_mask(x)` is `x` itself (the mask is all ones
+outside training), an alias like a reshape.
+
 Each entry point computes only what its results need (dead nodes are dropped), in graph
 order. A node becomes one call of its op's kernel function; reshape-like ops become aliases
 of their operand's memory. A result is written straight into its destination (the caller's
@@ -25,6 +29,7 @@ import numpy as np
 from .. import __version__
 from .autodiff import GradGraph
 from .bounds import batch_limit, index_bounds
+from . import modes
 from .fold import fold_batch_norms
 from .fuse import fuse
 from .functions import Functions, KernelFn, unique
@@ -95,8 +100,8 @@ class Program:
 # --------------------------------------------------------------------------- graph helpers
 
 
-def closure(values) -> list[Node]:
-    """The nodes `values` depend on."""
+def closure(values, inputs=lambda node: node.inputs) -> list[Node]:
+    """The nodes `values` depend on (through the operands `inputs` gives of each node)."""
     seen, stack, out = set(), [v for v in values], []
     while stack:
         v = stack.pop()
@@ -104,7 +109,7 @@ def closure(values) -> list[Node]:
             continue
         seen.add(id(v.node))
         out.append(v.node)
-        stack.extend(v.node.inputs)
+        stack.extend(inputs(v.node))
     return out
 
 
@@ -122,8 +127,8 @@ def shape_json(t) -> list:
 
 
 class _Lowerer:
-    def __init__(self, g: Graph, roles, source, fusion: bool = True):
-        self.g, self.source, self.fusion = g, source, fusion
+    def __init__(self, g: Graph, roles, source, fusion: bool = True, inference: bool = False):
+        self.g, self.source, self.fusion, self.inference = g, source, fusion, inference
         self.kernels: dict[int, Kernel | str] = {}
         self.root: dict[int, Value] = {}
         # kernel names must not take the module's own symbols (a binding named like the model)
@@ -150,10 +155,16 @@ class _Lowerer:
     def kernel(self, node: Node):
         if id(node) not in self.kernels:
             rule = REGISTRY[node.op].kernel
-            if rule is None:
+            if self.inference and _is_dropout(node):
+                rule = lambda node: ALIAS
+            elif rule is None:
                 raise LowerError(f"op `{node.op}` has no kernel")
             self.kernels[id(node)] = rule(node)
         return self.kernels[id(node)]
+
+    def operands(self, node: Node) -> list[Value]:
+        """The values a node's result needs: a dropped dropout needs its input alone."""
+        return node.inputs[:1] if self.inference and _is_dropout(node) else node.inputs
 
     def rootof(self, v: Value) -> Value:
         return self.root.get(v.id, v)
@@ -168,7 +179,7 @@ class _Lowerer:
         results: (value, destination expr, destination C type); zero: (dest, count, ctype).
         first: the entry takes `first`, the global index of its batch's first example, and
         draws dropout masks as the whole global batch would (a rank's slice of it)."""
-        nodes_needed = {id(n) for n in closure([v for v, _, _ in results])}
+        nodes_needed = {id(n) for n in closure([v for v, _, _ in results], self.operands)}
         nodes = [n for n in self.g.nodes if id(n) in nodes_needed and self.kernel(n) != ALIAS]
         if self.fusion:
             nodes, fused, producers = fuse(nodes, self.kernel, self.rootof, {self.rootof(v).id for v, _, _ in results})
@@ -248,6 +259,12 @@ class _Lowerer:
                      locals_, steps, ws, rng and training, update)
 
 
+def _is_dropout(node: Node) -> bool:
+    """`x * dropout_mask(x)`, as dropout expands (ops/nn.py): x itself when not training."""
+    mask = node.inputs[1].node if node.op == "mul" and len(node.inputs) == 2 else None
+    return mask is not None and mask.op == "dropout_mask" and mask.inputs[0] is node.inputs[0]
+
+
 def _ws_expr(off: Lin) -> str:
     if off.a == 0:
         return str(off.b)
@@ -257,22 +274,25 @@ def _ws_expr(off: Lin) -> str:
 # --------------------------------------------------------------------------- the program
 
 
-def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True) -> Program:
+def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True,
+          inference: bool = False) -> Program:
     """Lower a differentiated graph (not modified) to a Program. `source` (spec.source.Source)
     gives kernel comments their line numbers; `fusion=False` keeps every op its own kernel;
-    `fold=False` keeps inference batch norms apart from the convs before them (fold.py)."""
-    inference: dict[int, Value] = {}          # forward and eval_step read these values instead
+    `fold=False` keeps inference batch norms apart from the convs before them (fold.py);
+    `inference=True` lowers the forward entry point alone, dropout gone (`grads` may then hold
+    the graph without gradients: see inference_grads)."""
+    folded: dict[int, Value] = {}             # forward and eval_step read these values instead
     if fold:
         copied = copy.deepcopy(grads)
         g = copied.graph
-        inference = fold_batch_norms(g, list(g.outputs.values()) + ([g.loss, *g.metrics.values()]
-                                                                     if g.loss is not None else []))
-        if inference:
+        folded = fold_batch_norms(g, list(g.outputs.values()) + ([g.loss, *g.metrics.values()]
+                                                                  if g.loss is not None else []))
+        if folded:
             grads = copied
     g, douts, bwd, trn = grads.graph, grads.douts, grads.backward, grads.train
     feature = _depends_on(list(g.outputs.values()), g)
     feature_ids = {v.id for v in feature}
-    lw = _Lowerer(g, grads.roles, source, fusion)
+    lw = _Lowerer(g, grads.roles, source, fusion, inference)
     sym = sanitize(g.model)
     taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key",
                        "state", "state_next", "first"}
@@ -292,13 +312,16 @@ def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True)
     entries = []
 
     # forward
-    outs = [(inference.get(v.id, v), unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
+    outs = [(folded.get(v.id, v), unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
     params = [("const float*", "params", ["params"])] + state_in + [("uint8_t*", "ws", ["ws"])]
     params += [in_params[v.id] for v in feature]
     params += [(f"{ctype(v.type)}*", c, ["output", n]) for v, c, n in outs]
     params.append(("int", "N", ["N"]))
     entries.append(lw.entry("forward", f"{sym}_forward", params, ext_inputs,
                             [(v, c, ctype(v.type)) for v, c, _ in outs], [], training=False))
+
+    if inference:
+        return _program(g, lw, entries, (), feature_ids, training=False)
 
     # backward
     f32_inputs = [v for v in g.inputs if v.type.dtype == "f32"]
@@ -323,7 +346,7 @@ def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True)
         bad = [v for v in scalars if v.type.shape]
         if bad:
             raise LowerError(f"loss and metrics must be scalars; {bad[0].name} is {bad[0].type}")
-        res = [(inference.get(v.id, v), f"results + {i}", "float") for i, v in enumerate(scalars)]
+        res = [(folded.get(v.id, v), f"results + {i}", "float") for i, v in enumerate(scalars)]
         params = [("const float*", "params", ["params"])] + state_in + [("uint8_t*", "ws", ["ws"])]
         params += [in_params[v.id] for v in g.inputs] + [("float*", "results", ["results"]), ("int", "N", ["N"])]
         entries.append(lw.entry("eval_step", f"{sym}_eval_step", params, ext_inputs, res, [], training=False))
@@ -372,6 +395,20 @@ def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True)
             entries.append(Entry("apply_update", f"{sym}_apply_update", [(t, n) for t, n, _ in params],
                                  [d for _, _, d in params], [], [], WorkspacePlan(0, 0), update=update))
 
+    return _program(g, lw, entries, slots, feature_ids)
+
+
+def inference_grads(graph: Graph) -> GradGraph:
+    """`graph` as lower(inference=True) takes it: every if_training on its inference side (a
+    copy, modes.split) and no gradients (an inference program needs none)."""
+    if any(n.op == modes.OP for n in graph.nodes):
+        graph = modes.split(copy.deepcopy(graph))
+    return GradGraph(graph, {}, {}, None, {})
+
+
+def _program(g: Graph, lw: _Lowerer, entries: list[Entry], slots, feature_ids, training: bool = True) -> Program:
+    """The Program of lowered entry points: constants, memory (no gradient slab without
+    training) and manifest."""
     consts = []
     for v in g.const_values:
         data = np.asarray(g.consts[v.id]).reshape(-1)
@@ -380,7 +417,7 @@ def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True)
 
     memory = {
         "params_bytes": 4 * lw.params_size,
-        "grads_bytes": 4 * lw.params_size,
+        "grads_bytes": 4 * lw.params_size if training else 0,
         "optimizer_bytes": 4 * lw.params_size * len(slots),
         "state_bytes": 8 * lw.state_size,          # the state and train_step's state_next
         "workspace": {"fixed_bytes": max(e.workspace.fixed for e in entries),
@@ -391,7 +428,7 @@ def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True)
     memory["total_bytes"] = {str(n): v for n, v in totals(memory, (1, 32, 256)).items()}
     manifest = _manifest(g, lw, feature_ids, entries, slots, memory)
     # the file's name, not its path: the same spec gives the same C (and build) from anywhere
-    return Program(g.model, sym, PurePath(g.source_name).name, lw.functions.fns, consts, entries, lw.params_size,
+    return Program(g.model, sanitize(g.model), PurePath(g.source_name).name, lw.functions.fns, consts, entries, lw.params_size,
                    lw.params_size * len(slots), manifest, memory)
 
 

@@ -128,3 +128,17 @@ def defines(t: Target) -> list[tuple[str, int]]:
     """The constants gemm_core.h is written against, in the order it documents them."""
     return [("CG_VL", t.vl), ("CG_MR", t.mr), ("CG_NRV", t.nrv), ("CG_KC", t.kc), ("CG_MC", t.mc),
             ("CG_NC", t.nc), ("CG_MAX_THREADS", MAX_THREADS)]
+
+
+def condition(t: Target) -> str:
+    """The C preprocessor test that a compiler builds for a CPU with t's ISA (its predefined
+    macros, as _fits reads them); empty for generic, which every CPU runs."""
+    arch = {"avx512": "__x86_64__", "avx2": "__x86_64__", "neon": "__aarch64__"}.get(t.name)
+    names = dict.fromkeys(((arch,) if arch else ()) + t.needs)
+    return " && ".join(f"defined({n})" for n in names)
+
+
+def choices() -> list[tuple[str, list[tuple[str, int]]]]:
+    """Every target's (condition, defines), widest first, generic last: for C that picks its
+    tile when it is compiled (an exported library, built on a machine cnnc never saw)."""
+    return [(condition(TARGETS[n]), defines(TARGETS[n])) for n in ("avx512", "avx2", "neon", "generic")]

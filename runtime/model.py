@@ -549,6 +549,13 @@ class Model:
         return model_to_onnx(self, path)
 
     @_serialized
+    def export_c(self, out_dir):
+        """Write a standalone C99 inference library with the current params compiled in into
+        out_dir (new, empty, or an earlier export); docs/export.md. Returns its path."""
+        from ..export_cmd import model_to_c           # the one place that sees spec and compiler
+        return model_to_c(self, out_dir)
+
+    @_serialized
     def save(self, path, extra=None):
         from . import checkpoint
         return checkpoint.save(path, self, extra)

@@ -64,6 +64,7 @@ def test_the_checker_sees_relative_imports():
 # functions.py (kernel names), fuse.py, memory.py, summary.py and bounds.py (the index ranges
 # the manifest lists) are parts of lowering
 # (summary renders the lowered Program's memory); verify.py re-checks autodiff's graph.
+# library.py (the exported C library) renders through emit, beside build.
 # check/ (the checker) may import types, ir, ops and builder, and the optimizer and
 # initializer tables it validates against.
 # inference.py (the slice of the graph the outputs need, for export) reads ir and the op table;
@@ -78,7 +79,7 @@ STAGES = [
     {"autodiff", "verify"},
     {"lower", "functions", "fuse", "fold", "memory", "summary", "bounds"},
     {"emit", "onnx_export"},
-    {"build"},
+    {"build", "library"},
 ]
 STAGE_OF = {name: i for i, names in enumerate(STAGES) for name in names}
 
