@@ -61,8 +61,8 @@ def exported(compiled, tmp_path_factory):
                     model.train_step(**_batch(model, 4, step))
             out = tmp_path_factory.mktemp(f"export_{name}")
             graph = pipeline.check(EXAMPLES / f"{name}.cnn")
-            pipeline.export_c(graph, pipeline.load_source(EXAMPLES / f"{name}.cnn"), model.params, out,
-                              "three training steps")
+            pipeline.export_c(graph, pipeline.load_source(EXAMPLES / f"{name}.cnn"),
+                              {**model.params, **model.state}, out, "three training steps")
             cache[name] = model, out, _make(out)
         return cache[name]
     return get
