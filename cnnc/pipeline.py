@@ -48,20 +48,21 @@ def compile(path_or_text, out_dir: str | Path | None = None, emit_only: bool = F
     return generate(graph, source, Path(out_dir or "generated"), emit_only=emit_only)
 
 
-def lowered(graph: ir.Graph, source: Source | None = None, fusion: bool = True) -> lower.Program:
+def lowered(graph: ir.Graph, source: Source | None = None, fusion: bool = True, fold: bool = True) -> lower.Program:
     """A checked graph (left untouched) differentiated, verified and lowered. `source` gives
-    kernel comments their line numbers; fusion=False keeps every op its own kernel."""
+    kernel comments their line numbers; fusion=False keeps every op its own kernel; fold=False
+    keeps inference batch norms apart from the convs before them."""
     grads = autodiff.grad_graph(graph)
     verify(grads.graph, grads.douts.values())
-    return lower.lower(grads, source, fusion=fusion)
+    return lower.lower(grads, source, fusion=fusion, fold=fold)
 
 
 def generate(graph: ir.Graph, source: Source | str | None, out_dir: str | Path, emit_only: bool = False,
-             fusion: bool = True):
+             fusion: bool = True, fold: bool = True):
     """The back half on a checked graph: the imported module (or, with emit_only, the
     directory of generated files)."""
     source = _source(source, graph)
-    program = lowered(graph, source, fusion=fusion)
+    program = lowered(graph, source, fusion=fusion, fold=fold)
     files = emit.render(program, emit.fingerprint(source.text))
     return build.build(files, Path(out_dir), emit_only=emit_only)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .builder import Builder
 from .ir import Graph, Node, Value
+from .modes import split
 from .ops import REGISTRY
 
 
@@ -44,8 +45,9 @@ def differentiable(v: Value) -> bool:
 
 
 def grad_graph(graph: Graph) -> GradGraph:
-    """Differentiate `graph` (left untouched): the outputs' VJP and the loss gradient."""
-    g = copy.deepcopy(graph)
+    """Differentiate `graph` (left untouched): the outputs' VJP (inference mode) and the
+    gradient of the training step's loss (modes.split)."""
+    g = split(copy.deepcopy(graph))
     b = Builder(g, phase="backward")
     douts, seeds, roles = {}, {}, {}
     for name, out in g.outputs.items():
@@ -60,13 +62,14 @@ def grad_graph(graph: Graph) -> GradGraph:
     wrt = list(g.params) + [v for v in g.inputs if v.type.dtype == "f32"]
     bwd = grad(g, seeds, wrt, tag="backward", roles=roles) if seeds else {}
     trn = None
-    if g.loss is not None:
+    if g.train_loss is not None:
+        loss = g.train_loss
         t = Builder(g, phase="train")
         one = t.scalar(1.0)
-        if g.loss.type.shape:
-            one = t.op("broadcast_to", one, shape=tuple(g.loss.type.shape))
-            roles[one.id] = GradOf(g.loss)
-        trn = grad(g, {g.loss.id: one}, list(g.params), tag="train", roles=roles)
+        if loss.type.shape:
+            one = t.op("broadcast_to", one, shape=tuple(loss.type.shape))
+            roles[one.id] = GradOf(loss)
+        trn = grad(g, {loss.id: one}, list(g.params), tag="train", roles=roles)
     return GradGraph(g, douts, bwd, trn, roles)
 
 

@@ -172,7 +172,7 @@ def binding(name: str, op: str | None) -> str:
 def short_names(g: Graph) -> dict[str, str]:
     """C names of the graph's bindings, inputs and params: the last scope component when no
     other name ends the same, else the whole scoped name."""
-    names = {v.name for v in g.inputs + g.params}
+    names = {v.name for v in g.inputs + g.params + g.state}
     names |= {binding(n.out.name, n.op) for n in g.nodes if n.phase == "forward"}
     leaf = {n: n.rsplit("/", 1)[-1] for n in names}
     count = Counter(sanitize(x) for x in leaf.values())

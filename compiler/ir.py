@@ -15,7 +15,7 @@ from .types import TensorType
 
 @dataclass(eq=False)
 class Value:
-    """One tensor in the graph. `kind` is input, param, const or node (an op's result)."""
+    """One tensor in the graph. `kind` is input, param, state, const or node (an op's result)."""
 
     id: int
     name: str                      # scoped display name: "layer1-conv1/conved1"
@@ -67,7 +67,9 @@ class Graph:
     source_name: str = "<spec>"
     inputs: list[Value] = field(default_factory=list)
     params: list[Value] = field(default_factory=list)
-    inits: dict[int, Init] = field(default_factory=dict)          # param id -> initializer
+    inits: dict[int, Init] = field(default_factory=dict)          # param or state id -> initializer
+    state: list[Value] = field(default_factory=list)              # non-trainable, changed by updates
+    updates: dict[int, Value] = field(default_factory=dict)       # state id -> its value after a train step
     consts: dict[int, np.ndarray] = field(default_factory=dict)   # const value id -> data
     const_values: list[Value] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
@@ -76,6 +78,10 @@ class Graph:
     metrics: dict[str, Value] = field(default_factory=dict)
     optimizer: Optimizer | None = None
     grads: dict[int, Value] = field(default_factory=dict)          # param/input id -> its gradient
+    # After modes.split: the loss and metrics as a training step computes them (batch
+    # statistics, `if_training` taking its first operand); None until then, or when the same.
+    train_loss: Value | None = None
+    train_metrics: dict[str, Value] = field(default_factory=dict)
     _next_id: int = 0
 
     def new_value(self, name: str, type: TensorType, kind: str, span: Span = NO_SPAN) -> Value:
@@ -115,6 +121,8 @@ def dump(graph: Graph, around: int | None = None) -> str:
         lines.append(f"  input  {v.name}: {v.type}")
     for v in graph.params:
         lines.append(f"  param  {v.name}: {v.type} = {graph.inits[v.id]}")
+    for v in graph.state:
+        lines.append(f"  state  {v.name}: {v.type} = {graph.inits[v.id]}")
     for v in graph.const_values:
         lines.append(f"  const  {v.name}: {v.type}")
     lo, hi = (0, len(graph.nodes)) if around is None else (max(0, around - 3), around + 4)
@@ -129,4 +137,7 @@ def dump(graph: Graph, around: int | None = None) -> str:
         lines.append(f"  loss = {graph.loss.name}")
     for name, v in graph.metrics.items():
         lines.append(f"  metric {name} = {v.name}")
+    for v in graph.state:
+        if v.id in graph.updates:
+            lines.append(f"  update {v.name} = {graph.updates[v.id].name}")
     return "\n".join(lines)

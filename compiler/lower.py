@@ -1,11 +1,14 @@
 """The `lower` stage: GradGraph -> Program: kernels with every size resolved, a buffer plan,
-and four entry points. Fusion (fuse.py) and the buffer plan (memory.py) are its sub-steps.
+and four entry points. Batch-norm folding (fold.py), fusion (fuse.py) and the buffer plan
+(memory.py) are its sub-steps.
 
-  forward     outputs, dropout off
-  backward    the VJP of the outputs: given a gradient per f32 output, the gradient of every
-              param (into the grads slab) and of every f32 input (zeros where none flows)
-  train_step  loss and metrics with dropout on, the loss gradient, then the optimizer update
-  eval_step   loss and metrics, dropout off, no update
+  forward     outputs, dropout off, moving statistics (batch norms folded into their convs)
+  backward    the VJP of the outputs (inference mode): given a gradient per f32 output, the
+              gradient of every param (into the grads slab) and of every f32 input (zeros
+              where none flows)
+  train_step  loss and metrics with dropout on and batch statistics, the loss gradient, the
+              state updates (into state_next), then the optimizer update
+  eval_step   loss and metrics, dropout off, moving statistics (folded), no update
 
 Each entry point computes only what its results need (dead nodes are dropped), in graph
 order. A node becomes one call of its op's kernel function; reshape-like ops become aliases
@@ -13,6 +16,7 @@ of their operand's memory. A result is written straight into its destination (th
 output array, the grads slab) when it owns its memory, else copied there at the end."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -21,6 +25,7 @@ import numpy as np
 from .. import __version__
 from .autodiff import GradGraph
 from .bounds import batch_limit, index_bounds
+from .fold import fold_batch_norms
 from .fuse import fuse
 from .functions import Functions, KernelFn, unique
 from .ir import Graph, Node, Value
@@ -126,7 +131,7 @@ class _Lowerer:
         self.producer: dict[int, Node] = {}     # fused node -> the node its chain starts from
         self.salt: dict[int, int] = {}
         self.keep: list[Node] = []
-        for v in g.inputs + g.params + g.const_values:
+        for v in g.inputs + g.params + g.state + g.const_values:
             self.root[v.id] = v
         for node in g.nodes:
             k = self.kernel(node)
@@ -136,6 +141,11 @@ class _Lowerer:
             self.param_off[p.id] = off
             off += -(-numel(p.type).b // PARAM_ALIGN) * PARAM_ALIGN
         self.params_size = off
+        self.state_off, off = {}, 0
+        for v in g.state:
+            self.state_off[v.id] = off
+            off += -(-numel(v.type).b // PARAM_ALIGN) * PARAM_ALIGN
+        self.state_size = off
 
     def kernel(self, node: Node):
         if id(node) not in self.kernels:
@@ -206,6 +216,8 @@ class _Lowerer:
                 return loc[r.id]
             if r.kind == "param":
                 return f"params + {self.param_off[r.id]}"
+            if r.kind == "state":
+                return f"state + {self.state_off[r.id]}"
             if r.kind == "const":
                 return f"k{r.id}"
             raise LowerError(f"no location for {v!r} in {name}")
@@ -239,15 +251,27 @@ def _ws_expr(off: Lin) -> str:
 # --------------------------------------------------------------------------- the program
 
 
-def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
+def lower(grads: GradGraph, source=None, fusion: bool = True, fold: bool = True) -> Program:
     """Lower a differentiated graph (not modified) to a Program. `source` (spec.source.Source)
-    gives kernel comments their line numbers; `fusion=False` keeps every op its own kernel."""
+    gives kernel comments their line numbers; `fusion=False` keeps every op its own kernel;
+    `fold=False` keeps inference batch norms apart from the convs before them (fold.py)."""
+    inference: dict[int, Value] = {}          # forward and eval_step read these values instead
+    if fold:
+        copied = copy.deepcopy(grads)
+        g = copied.graph
+        inference = fold_batch_norms(g, list(g.outputs.values()) + ([g.loss, *g.metrics.values()]
+                                                                     if g.loss is not None else []))
+        if inference:
+            grads = copied
     g, douts, bwd, trn = grads.graph, grads.douts, grads.backward, grads.train
     feature = _depends_on(list(g.outputs.values()), g)
     feature_ids = {v.id for v in feature}
     lw = _Lowerer(g, grads.roles, source, fusion)
     sym = sanitize(g.model)
-    taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key"}
+    taken: set[str] = {"params", "grads", "opt", "ws", "results", "lr", "t", "seed", "counter", "N", "key",
+                       "state", "state_next"}
+    # state is read by every entry point and written only by train_step (through state_next)
+    state_in = [("const float*", "state", ["state"])] if g.state else []
 
     def input_params(values, const=True):
         out = []
@@ -261,8 +285,8 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
     entries = []
 
     # forward
-    outs = [(v, unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
-    params = [("const float*", "params", ["params"]), ("uint8_t*", "ws", ["ws"])]
+    outs = [(inference.get(v.id, v), unique("out_" + sanitize(n), taken), n) for n, v in g.outputs.items()]
+    params = [("const float*", "params", ["params"])] + state_in + [("uint8_t*", "ws", ["ws"])]
     params += [in_params[v.id] for v in feature]
     params += [(f"{ctype(v.type)}*", c, ["output", n]) for v, c, n in outs]
     params.append(("int", "N", ["N"]))
@@ -273,7 +297,8 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
     f32_inputs = [v for v in g.inputs if v.type.dtype == "f32"]
     dparams = {n: unique("d_" + sanitize(n), taken) for n in douts}
     dx = {v.id: unique("dx_" + sanitize(v.name), taken) for v in f32_inputs}
-    params = [("const float*", "params", ["params"]), ("float*", "grads", ["grads"]), ("uint8_t*", "ws", ["ws"])]
+    params = [("const float*", "params", ["params"])] + state_in
+    params += [("float*", "grads", ["grads"]), ("uint8_t*", "ws", ["ws"])]
     params += [in_params[v.id] for v in feature]
     params += [("const float*", dparams[n], ["dout", n]) for n in douts]
     params += [("float*", dx[v.id], ["dinput", v.name]) for v in f32_inputs]
@@ -291,21 +316,31 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
         bad = [v for v in scalars if v.type.shape]
         if bad:
             raise LowerError(f"loss and metrics must be scalars; {bad[0].name} is {bad[0].type}")
-        res = [(v, f"results + {i}", "float") for i, v in enumerate(scalars)]
-        params = [("const float*", "params", ["params"]), ("uint8_t*", "ws", ["ws"])]
+        res = [(inference.get(v.id, v), f"results + {i}", "float") for i, v in enumerate(scalars)]
+        params = [("const float*", "params", ["params"])] + state_in + [("uint8_t*", "ws", ["ws"])]
         params += [in_params[v.id] for v in g.inputs] + [("float*", "results", ["results"]), ("int", "N", ["N"])]
         entries.append(lw.entry("eval_step", f"{sym}_eval_step", params, ext_inputs, res, [], training=False))
         if opt is not None:
-            params = [("float*", "params", ["params"]), ("float*", "grads", ["grads"]),
-                      ("float*", "opt", ["opt"]), ("uint8_t*", "ws", ["ws"])]
+            # a training step's own loss and metrics (batch statistics where the spec says so)
+            train_scalars = [g.train_loss or g.loss] + [g.train_metrics.get(k, v) for k, v in g.metrics.items()]
+            res = [(v, f"results + {i}", "float") for i, v in enumerate(train_scalars)]
+            params = [("float*", "params", ["params"])]
+            if g.state:
+                params += [("float*", "state", ["state"]), ("float*", "state_next", ["state_next"])]
+            params += [("float*", "grads", ["grads"]), ("float*", "opt", ["opt"]), ("uint8_t*", "ws", ["ws"])]
             params += [in_params[v.id] for v in g.inputs] + [("float*", "results", ["results"])]
             params += [("float", "lr", ["lr"]), ("int", "t", ["t"]), ("uint64_t", "seed", ["seed"]),
                        ("uint64_t", "counter", ["counter"]), ("int", "N", ["N"])]
             zero = []
             _route([(p, f"grads + {lw.param_off[p.id]}") for p in g.params], trn, res, zero)
+            # each update's new value goes to state_next; update.c.j2 copies it over the state
+            # once the step is known to be finite
+            updated = [v for v in g.state if v.id in g.updates]
+            res += [(g.updates[v.id], f"state_next + {lw.state_off[v.id]}", "float") for v in updated]
             hyper = dict(OPTIMIZERS[opt.kind].defaults, **dict(opt.hyper))
             # threads split the slab once it is big enough to pay for them (flowers: 5.5M)
             update = dict(kind=opt.kind, size=lw.params_size, threads=threads_when(Lin(0, lw.params_size)),
+                          state=[(lw.state_off[v.id], numel(v.type).b) for v in updated],
                           **OPTIMIZERS[opt.kind].c_update({k: c_float(v) for k, v in hyper.items()}))
             entries.append(lw.entry("train_step", f"{sym}_train_step", params, ext_inputs, res, zero,
                                     training=True, update=update))
@@ -320,6 +355,7 @@ def lower(grads: GradGraph, source=None, fusion: bool = True) -> Program:
         "params_bytes": 4 * lw.params_size,
         "grads_bytes": 4 * lw.params_size,
         "optimizer_bytes": 4 * lw.params_size * len(slots),
+        "state_bytes": 8 * lw.state_size,          # the state and train_step's state_next
         "workspace": {"fixed_bytes": max(e.workspace.fixed for e in entries),
                       "per_example_bytes": max(e.workspace.per_example for e in entries)},
         "entries": {e.name: {"fixed_bytes": e.workspace.fixed, "per_example_bytes": e.workspace.per_example}
@@ -355,6 +391,11 @@ def _manifest(g: Graph, lw: _Lowerer, feature_ids, entries, slots, memory) -> di
                     "init": {"kind": g.inits[p.id].kind, "args": dict(g.inits[p.id].args)}}
                    for p in g.params],
         "params_size": lw.params_size,
+        "state": [{"name": v.name, "shape": list(v.type.shape), "offset": lw.state_off[v.id],
+                   "init": {"kind": g.inits[v.id].kind, "args": dict(g.inits[v.id].args)},
+                   "updated": v.id in g.updates}
+                  for v in g.state],
+        "state_size": lw.state_size,
         "outputs": [{"name": n, "dtype": v.type.dtype, "shape": shape_json(v.type)} for n, v in g.outputs.items()],
         "loss": None if g.loss is None else {"dtype": g.loss.type.dtype, "shape": shape_json(g.loss.type)},
         "metrics": [{"name": n, "dtype": v.type.dtype, "shape": shape_json(v.type)} for n, v in g.metrics.items()],

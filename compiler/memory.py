@@ -81,6 +81,6 @@ def plan(intervals: list[Interval]) -> WorkspacePlan:
 
 def totals(memory: dict, batch_sizes=(1, 32)) -> dict[int, int]:
     """Bytes a model needs (slabs + workspace) at each batch size, from a manifest's memory dict."""
-    slabs = memory["params_bytes"] + memory["grads_bytes"] + memory["optimizer_bytes"]
+    slabs = memory["params_bytes"] + memory["grads_bytes"] + memory["optimizer_bytes"] + memory.get("state_bytes", 0)
     ws = memory["workspace"]
     return {n: slabs + ws["fixed_bytes"] + ws["per_example_bytes"] * n for n in batch_sizes}

@@ -14,6 +14,11 @@ def param_count(graph: Graph) -> int:
     return sum(math.prod(concrete_shape(p.type, 1)) for p in graph.params)
 
 
+def state_count(graph: Graph) -> int:
+    """Values in `state` declarations: Keras' non-trainable params."""
+    return sum(math.prod(concrete_shape(v.type, 1)) for v in graph.state)
+
+
 def node_macs(node) -> int:
     """Multiply-accumulates for one example (batch size 1)."""
     rule = REGISTRY[node.op].extra.get("macs")
@@ -60,6 +65,9 @@ def render(graph: Graph, title: str, memory: dict | None = None) -> str:
     total = param_count(graph)
     macs = sum(r[4] for r in table)
     lines.append(f"trainable params: {total:,} ({_bytes(total * 4)} as f32)")
+    if graph.state:
+        fixed = state_count(graph)
+        lines.append(f"non-trainable params: {fixed:,} (state, {_bytes(fixed * 4)}); total params: {total + fixed:,}")
     lines.append(f"forward MACs per example: {macs:,}")
     outs = ", ".join(f"{k}: {v.type}" for k, v in graph.outputs.items()) or "none"
     lines.append(f"outputs: {outs}")
@@ -87,6 +95,7 @@ def memory_table(memory: dict, batch_sizes=(1, 32)) -> dict[str, str]:
     ws = memory["workspace"]
     out = {"params": _human(memory["params_bytes"]), "grads": _human(memory["grads_bytes"]),
            "optimizer state": _human(memory["optimizer_bytes"]),
+           **({"state": _human(memory["state_bytes"])} if memory.get("state_bytes") else {}),
            "workspace": f"{_human(ws['fixed_bytes'])} + {_human(ws['per_example_bytes'])}*N"}
     for n, total in totals(memory, batch_sizes).items():
         out[f"total at N={n}"] = _human(total)

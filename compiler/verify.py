@@ -14,7 +14,7 @@ class VerifyError(Exception):
 def verify(graph: Graph, extra_inputs=()) -> Graph:
     """Raise VerifyError at the first ill-formed node; returns `graph` unchanged.
     extra_inputs: values defined outside the graph's lists (a GradGraph's douts)."""
-    defined = {v.id for v in [*graph.inputs, *graph.params, *graph.const_values, *extra_inputs]}
+    defined = {v.id for v in [*graph.inputs, *graph.params, *graph.state, *graph.const_values, *extra_inputs]}
     for i, node in enumerate(graph.nodes):
         for v in node.inputs:
             if v.id not in defined:

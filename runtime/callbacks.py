@@ -197,7 +197,8 @@ class ModelCheckpoint(Callback):
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs.
 
-    restore_best_weights copies the best epoch's params back into the model when training ends."""
+    restore_best_weights copies the best epoch's params and state (batch norm's moving
+    statistics, as Keras' weights include them) back into the model when training ends."""
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
                  restore_best_weights=False):
@@ -211,6 +212,7 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.best_weights: dict[str, np.ndarray] | None = None
+        self.best_state: dict[str, np.ndarray] = {}
         self._last_epoch: int | None = None
 
     def on_train_begin(self, logs=None):
@@ -227,6 +229,7 @@ class EarlyStopping(Callback):
             self.best, self.best_epoch, self.wait = float(value), epoch, 0
             if self.restore_best_weights:
                 self.best_weights = {k: v.copy() for k, v in self.model.params.items()}
+                self.best_state = {k: v.copy() for k, v in getattr(self.model, "state", {}).items()}
             return
         self.wait += 1
         if self.wait >= self.patience:  # wait >= 1 here, so patience=0 stops at once
@@ -240,6 +243,8 @@ class EarlyStopping(Callback):
                 and self.best_epoch != self._last_epoch):
             for k, v in self.best_weights.items():
                 self.model.params[k][...] = v
+            for k, v in self.best_state.items():
+                self.model.state[k][...] = v
             self.run.log(f"restored the params of epoch {self.best_epoch + 1} "
                          f"(best `{self.monitor}` = {self.best})")
 

@@ -48,18 +48,22 @@ def _shape_str(shape) -> str:
 
 
 def save(path, model, extra=None) -> str:
-    """Write params, optimizer state, step, lr, rng state, fingerprint and `extra` to `path` atomically."""
+    """Write params, state, optimizer state, step, lr, rng state, fingerprint and `extra` to `path` atomically."""
     path = os.fspath(path)
     params, opt = dict(model.params), dict(model.optimizer_state)
+    state = dict(getattr(model, "state", {}))
     meta = {
         "format": FORMAT, "version": FORMAT_VERSION, "model": model.name,
         "fingerprint": model.fingerprint, "step": int(model.step), "lr": float(model.lr),
         "params": list(params), "optimizer_state": list(opt), "extra": extra,
     }
+    if state:               # a model without state writes what earlier versions wrote
+        meta["state"] = list(state)
     meta_bytes = json.dumps(meta, default=_json_default).encode()  # fails before any file is touched
     # Arrays get index keys; their scoped names live in the metadata, so any name is safe.
     arrays = {f"param_{i}": np.asarray(v) for i, v in enumerate(params.values())}
     arrays.update({f"opt_{i}": np.asarray(v) for i, v in enumerate(opt.values())})
+    arrays.update({f"state_{i}": np.asarray(v) for i, v in enumerate(state.values())})
     arrays["rng_state"] = np.asarray(getattr(model, "rng_state", np.zeros(0, np.uint64)))
     arrays[_META] = np.frombuffer(meta_bytes, dtype=np.uint8)
 
@@ -193,6 +197,8 @@ def _check_meta(meta, path: str) -> dict:
     need("params", names, "a list of distinct names")
     need("optimizer_state", names, "a list of distinct names")
     need("extra", lambda v: v is None or isinstance(v, dict), "an object or null")
+    meta.setdefault("state", [])          # written only by models with state (and not before it existed)
+    need("state", names, "a list of distinct names")
     return meta
 
 
@@ -238,11 +244,12 @@ class _Archive:
         meta = json.loads(_array(zf, _META, path).tobytes().decode())
         self.meta = _check_meta(meta, path)
         self.members = {}           # (kind, name) -> (member, shape)
-        for kind, prefix, field in (("param", "param", "params"), ("opt", "opt", "optimizer_state")):
+        for kind, prefix, field in (("param", "param", "params"), ("opt", "opt", "optimizer_state"),
+                                    ("state", "state", "state")):
             for i, name in enumerate(self.meta[field]):
                 member = f"{prefix}_{i}"
                 shape, dtype = _header(zf, member, path)
-                what = "param" if kind == "param" else "optimizer state"
+                what = {"param": "param", "opt": "optimizer state", "state": "state"}[kind]
                 if dtype != np.float32:
                     raise CheckpointError(f"checkpoint {path}: {what} `{name}` must be float32, got {dtype}")
                 if math.prod(shape) > MAX_ARRAY_VALUES:
@@ -303,11 +310,18 @@ def _opened(path):
 
 
 def read(path) -> tuple[dict, dict, dict, np.ndarray]:
-    """Read a checkpoint fully: (metadata, params, optimizer_state, rng_state); CheckpointError if bad."""
+    """Read a checkpoint fully: (metadata, params, optimizer_state, rng_state); CheckpointError if
+    bad. The state arrays are in `read_state`."""
     with _opened(path) as ar:
         params = ar.read("param", ar.meta["params"])
         opt = ar.read("opt", ar.meta["optimizer_state"])
         return ar.meta, params, opt, ar.rng_state()
+
+
+def read_state(path) -> dict:
+    """A checkpoint's state arrays (batch norm's moving statistics, ...) by full name."""
+    with _opened(path) as ar:
+        return ar.read("state", ar.meta["state"])
 
 
 def read_extra(path) -> dict:
@@ -338,7 +352,7 @@ def load(path, model, strict: bool = True) -> dict:
 
     Every field, dtype and shape is checked (shapes from the arrays' headers, before any array
     is read) and every array read before the first is copied, so a failed load leaves the model
-    as it was. strict: any missing, unexpected or reshaped param or optimizer array raises
+    as it was. strict: any missing, unexpected or reshaped param, state or optimizer array raises
     CheckpointMismatch listing all of them; otherwise the arrays that fit are loaded and the
     rest reported in a warning."""
     with _opened(path) as ar:
@@ -349,7 +363,8 @@ def _load(ar: _Archive, model, strict: bool) -> dict:
     path, meta = ar.path, ar.meta
     p_problems, p_ok = _compare("", ar.shapes("param"), model.params)
     o_problems, o_ok = _compare("optimizer state ", ar.shapes("opt"), model.optimizer_state)
-    problems = p_problems + o_problems
+    s_problems, s_ok = _compare("state ", ar.shapes("state"), getattr(model, "state", {}))
+    problems = p_problems + s_problems + o_problems
     fp_note = None
     if meta["fingerprint"] != model.fingerprint:
         fp_note = (f"note: the checkpoint was written for a different spec (model "
@@ -363,6 +378,7 @@ def _load(ar: _Archive, model, strict: bool) -> dict:
             raise CheckpointMismatch(message, problems)
     params = ar.read("param", p_ok)          # everything is read before anything is copied
     opt = ar.read("opt", o_ok)
+    state = ar.read("state", s_ok)
     rng_state = ar.rng_state()
     if problems:
         warnings.warn(message + "\nloaded only the arrays that fit (strict=False)", stacklevel=3)
@@ -371,6 +387,8 @@ def _load(ar: _Archive, model, strict: bool) -> dict:
                       stacklevel=3)
     for name in p_ok:
         model.params[name][...] = params[name]
+    for name in s_ok:
+        model.state[name][...] = state[name]
     for name in o_ok:
         model.optimizer_state[name][...] = opt[name]
     model.step = int(meta["step"])

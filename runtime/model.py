@@ -163,11 +163,13 @@ def initial_value(rng: np.random.Generator, kind: str, args: dict, shape) -> np.
 
 
 class Model:
-    """A compiled model: `params`, `forward`, `backward`, `train_step`, `eval_step`, `fit`, ...
+    """A compiled model: `params`, `state`, `forward`, `backward`, `train_step`, `eval_step`, `fit`, ...
 
     Params are initialized from the spec's initializers with a NumPy generator seeded by
     `seed`, so the same seed gives the same params. `params[name]` arrays share memory with
-    C: writing into them (`model.params["w"][...] = v`) changes the model."""
+    C: writing into them (`model.params["w"][...] = v`) changes the model. `state[name]`
+    (the spec's `state`, e.g. batch norm's moving statistics) is the same for non-trainable
+    values: train_step changes it by the spec's `update`s, nothing else does."""
 
     def __init__(self, lib, ffi, manifest: dict, seed: int = 0):
         self._lib, self._ffi, self.manifest = lib, ffi, manifest
@@ -185,6 +187,14 @@ class Model:
         self._grads = np.zeros(size, np.float32)
         self._opt = np.zeros(max(1, len(slots) * size), np.float32)
         self._param_specs = m["params"]
+        self._state_specs = m.get("state", [])
+        # the state slab, and train_step's scratch for the new values (copied over once finite)
+        self._state = np.zeros(max(1, m.get("state_size", 0)), np.float32)
+        self._state_next = np.zeros_like(self._state)
+        self.state: dict[str, np.ndarray] = {}
+        for v in self._state_specs:
+            n, off = math.prod(v["shape"]), v["offset"]
+            self.state[v["name"]] = self._state[off:off + n].reshape(v["shape"])
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.optimizer_state: dict[str, np.ndarray] = {}
@@ -220,6 +230,8 @@ class Model:
             "params": ffi.from_buffer("float[]", self._params),
             "grads": ffi.from_buffer("float[]", self._grads),
             "opt": ffi.from_buffer("float[]", self._opt),
+            "state": ffi.from_buffer("float[]", self._state),
+            "state_next": ffi.from_buffer("float[]", self._state_next),
         }
         self.init_params(seed)
         self.reseed(seed)
@@ -250,11 +262,14 @@ class Model:
 
     @_serialized
     def init_params(self, seed: int = 0) -> None:
-        """(Re)initialize every param from its spec initializer; clears the optimizer state."""
+        """(Re)initialize every param and state from its spec initializer; clears the optimizer state."""
         rng = np.random.default_rng(seed)
         for p in self._param_specs:
             init = p["init"]
             self.params[p["name"]][...] = initial_value(rng, init["kind"], init["args"], p["shape"])
+        for v in self._state_specs:          # after the params: their draws stay what they were
+            init = v["init"]
+            self.state[v["name"]][...] = initial_value(rng, init["kind"], init["args"], v["shape"])
         self._opt[...] = 0.0
         self.step = 0
 
@@ -451,9 +466,10 @@ class Model:
 
     @_serialized
     def train_step(self, **batch) -> dict:
-        """One optimizer step on a batch (dropout on); returns the loss and metrics before the
-        update. A step whose loss or gradient is not finite changes nothing (params, optimizer
-        state, step and dropout stream) and raises NonFiniteError saying why."""
+        """One optimizer step on a batch (dropout on, batch statistics where the spec uses them);
+        returns the loss and metrics before the update, and applies the spec's state `update`s.
+        A step whose loss, gradient or state update is not finite changes nothing (params,
+        state, optimizer state, step and dropout stream) and raises NonFiniteError saying why."""
         extra = {("lr", None): float(self.lr), ("t", None): int(self.step) + 1,
                  ("seed", None): int(self._rng[0]), ("counter", None): int(self._rng[1])}
         out, arrays, status = self._scalars("train_step", batch, extra)

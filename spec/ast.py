@@ -106,6 +106,24 @@ class ParamDecl:
 
 
 @dataclass(frozen=True)
+class StateDecl:
+    """A non-trainable tensor that only `update` statements change, in training steps."""
+    name: Ident
+    type: TypeExpr
+    init: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class UpdateDecl:
+    """`update NAME = EXPR`: each training step stores EXPR (computed from the step's values
+    and the state as it was before the step) into the state NAME."""
+    name: Ident
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
 class ConstDecl:
     name: Ident
     type: TypeExpr
@@ -169,7 +187,7 @@ class OptimizerDecl:
     span: Span
 
 
-Stmt = Union[ModelDecl, InputDecl, ParamDecl, ConstDecl, Let, ScopeBlock, StackBlock,
+Stmt = Union[ModelDecl, InputDecl, ParamDecl, StateDecl, UpdateDecl, ConstDecl, Let, ScopeBlock, StackBlock,
              OutputDecl, LossDecl, MetricDecl, OptimizerDecl]
 
 

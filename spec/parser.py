@@ -102,6 +102,12 @@ class _ToAst(Transformer_NonRecursive):
     def param_decl(self, meta, c):
         return ast.ParamDecl(c[0], c[1], c[2], _span(meta))
 
+    def state_decl(self, meta, c):
+        return ast.StateDecl(c[0], c[1], c[2], _span(meta))
+
+    def update_decl(self, meta, c):
+        return ast.UpdateDecl(c[0], c[1], _span(meta))
+
     def const_decl(self, meta, c):
         return ast.ConstDecl(c[0], c[1], c[2], _span(meta))
 
@@ -191,6 +197,9 @@ def _words(names) -> str:
     return ", ".join(said[:-1]) + " or " + said[-1]
 
 
+# Words that start a statement, so a binding may not be named by them.
+_KEYWORDS = {"model", "input", "param", "const", "state", "update", "scope", "stack", "output", "metric"}
+
 _CHAR_HELP = {
     "@": "matrix products are written matmul(a, b)",
     ";": "write one statement per line",
@@ -244,6 +253,10 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source):
         b = braces[-1]
         secondary.append(Label(Span(b.start_pos, b.end_pos), "this `{` is never closed", False))
         help_ = "close the block with `}` on a line of its own"
+    if help_ is None and tok is not None and tok.type == "EQUAL":
+        before = source.text[source.text.rfind("\n", 0, span.start) + 1:span.start].strip()
+        if before in _KEYWORDS:
+            help_ = f"`{before}` starts a declaration; a binding needs another name"
     if help_ is None and tok is not None and tok.type in _EXPR_START and "COMMA" in expected:
         help_ = f"is a `,` missing before {_found(tok)}?"
     return error("syntax", msg, span, label="unexpected here", secondary=secondary, help=help_)

@@ -54,6 +54,10 @@ def stmt(s, subst=None, indent: int = 0, loss_extra=()) -> list[str]:
         return [f"{pad}input {s.name.name}: {_type(s.type)}"]
     if isinstance(s, ast.ParamDecl):
         return [f"{pad}param {s.name.name}: {_type(s.type)} = {e(s.init)}"]
+    if isinstance(s, ast.StateDecl):
+        return [f"{pad}state {s.name.name}: {_type(s.type)} = {e(s.init)}"]
+    if isinstance(s, ast.UpdateDecl):
+        return [f"{pad}update {s.name.name} = {e(s.value)}"]
     if isinstance(s, ast.ConstDecl):
         return [f"{pad}const {s.name.name}: {_type(s.type)} = {e(s.value)}"]
     if isinstance(s, ast.Let):

@@ -48,6 +48,7 @@ class Checker(Exprs, Values, LayerSugar):
         self.env: dict[str, Value | Poison] = {}
         self.scope: list[str] = []
         self.param_spans: dict[str, Span] = {}
+        self.update_spans: dict[str, Span] = {}        # state full name -> its `update` statement
         self.batch_sym: str | None = None
         self.penalties: list[Value] = []               # L2 terms from layer sugar
         self.penalty_names: list[str] = []
@@ -153,6 +154,65 @@ class Checker(Exprs, Values, LayerSugar):
         self.graph.inits[v.id] = init
         self.define(s.name, v)
 
+    def stmt_StateDecl(self, s: ast.StateDecl) -> None:
+        full = self.scoped(s.name.name)
+        if full in self.param_spans:
+            self.define(s.name, POISON)
+            self.report(error("param-twice", f"`{full}` is declared twice", s.name.span,
+                              label="declared again here",
+                              secondary=[Label(self.param_spans[full], "first declared here", False)],
+                              help="rename one, or put it in its own `scope`"))
+        self.param_spans[full] = s.span
+        try:
+            t = self.type_expr(s.type, allow_batch=False)
+            if t.dtype != "f32":
+                self.report(error("state-dtype", f"state `{full}` must be f32, not {t.dtype}", s.type.span,
+                                  notes=["state is stored as float32, beside the params"],
+                                  help=f"declare it f32[{', '.join(map(str, t.shape))}] and cast(..., i32) "
+                                  "where an integer is needed"))
+            init = self.initializer(s.init, t)
+        except Abort:
+            self.define(s.name, POISON)
+            raise
+        v = self.graph.new_value(full, t, "state", s.span)
+        self.graph.state.append(v)
+        self.graph.inits[v.id] = init
+        self.define(s.name, v)
+
+    def stmt_UpdateDecl(self, s: ast.UpdateDecl) -> None:
+        target = self.lookup(ast.Name(s.name.name, s.name.span))
+        if isinstance(target, Poison):
+            return
+        if target.kind != "state":
+            what = {"param": "a param", "input": "an input", "const": "a const"}.get(target.kind, "a binding")
+            why = ("the optimizer changes params" if target.kind == "param" else
+                   "only state changes from one training step to the next")
+            self.report(error("update-not-state", f"`{s.name.name}` is {what}, not state: only `state` "
+                              "can be updated", s.name.span, label="not state",
+                              notes=[f"`{s.name.name}` is {target.type}; {why}"],
+                              help=f"declare it with `state {s.name.name}: {target.type} = zeros()`"
+                              if target.kind != "param" else "declare a `state` for a value training "
+                              "steps set, and leave params to the optimizer"))
+        if target.name in self.update_spans:
+            self.report(error("update-twice", f"state `{target.name}` is updated twice", s.span,
+                              label="updated again here",
+                              secondary=[Label(self.update_spans[target.name], "first updated here", False)],
+                              help="a training step gives each state one new value: combine the two "
+                              "expressions into one `update`"))
+        self.update_spans[target.name] = s.span
+        v = self.tensor(s.value, self.scoped(s.name.name + "_update"))
+        if isinstance(v, Poison):
+            return
+        if v.type != target.type:
+            help_ = "give the update the state's exact shape"
+            if v.type.rank == target.type.rank + 1 and tuple(v.type.shape[1:]) == tuple(target.type.shape):
+                help_ = "reduce over the batch first, e.g. reduce_mean(..., axis=0)"
+            self.report(error("update-type", f"`update {s.name.name}` computes {v.type}, but the state is "
+                              f"{target.type}", s.value.span, label=f"this is {v.type}",
+                              secondary=[Label(target.span, f"declared {target.type} here", False)],
+                              notes=["an update replaces the state's value: no broadcasting"], help=help_))
+        self.graph.updates[target.id] = v
+
     def stmt_ConstDecl(self, s: ast.ConstDecl) -> None:
         self.define(s.name, POISON)
         t = self.type_expr(s.type, allow_batch=False)
@@ -163,6 +223,14 @@ class Checker(Exprs, Values, LayerSugar):
         self.define(s.name, v)
 
     def stmt_Let(self, s: ast.Let) -> None:
+        old = self.env.get(s.name.name)
+        if isinstance(old, Value) and old.kind == "state" and old.name == self.scoped(s.name.name):
+            self.report(error("state-assign", f"`{s.name.name}` is state: a binding would hide it, not "
+                              "change it", s.name.span, label="binds a new value",
+                              secondary=[Label(old.span, "state declared here", False)],
+                              notes=["state changes only in training steps, by `update`"],
+                              help=f"write `update {s.name.name} = ...` to set it in each training step, "
+                              "or pick another name"))
         self.define(s.name, POISON)
         self.define(s.name, self.tensor(s.value, self.scoped(s.name.name)))
 
@@ -273,6 +341,12 @@ class Checker(Exprs, Values, LayerSugar):
                                       "will use sgd(lr=0.01)", self.loss_span,
                                       help="add e.g. `optimizer = adam(lr=0.001)`"))
             self.graph.optimizer = Optimizer("sgd", (("lr", 0.01),))
+        if self.graph.loss is None:
+            for name, span in self.update_spans.items():
+                self.diags.append(error("update-no-training", f"`update {name.rsplit('/', 1)[-1]}` would "
+                                        "never run: updates run in training steps, and this spec has "
+                                        "no loss", span,
+                                        help="declare a `loss = ...` to train, or remove the update"))
         self.unused_warnings()
 
     def unused_warnings(self) -> None:

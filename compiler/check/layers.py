@@ -1,10 +1,12 @@
 """The layer table: conv, conv_transpose, depthwise_conv, separable_conv, dense, flatten,
-global_avg_pool, upsample and embedding as pure builders.
+global_avg_pool, upsample, batch_norm and embedding as pure builders.
 
 A builder takes its input's type, its bound arguments (`input` is the name the checker bound
-the input to; initializers are calls in AST form) and the call's span, and returns the params
-it declares, as (name, dims, initializer call), and the core expression it computes from
-them. It raises OpError for an input it cannot take; it never touches the checker, which owns
+the input to, `output` the name the result will get; initializers are calls in AST form) and
+the call's span, and returns the params it declares, as (name, dims, initializer call), and
+the core expression it computes from them; and, if it needs them, the other core statements
+(state, bindings, updates) that go before the result's binding. It raises OpError for an
+input it cannot take; it never touches the checker, which owns
 naming, scopes, `name=`, L2 penalties and the record `cnnc check --desugar` prints."""
 from __future__ import annotations
 
@@ -234,6 +236,46 @@ def build_flatten(x: TensorType, args, span):
     return [], call("reshape", span, ast.Name(args["input"], span), ints([-1, per], span))
 
 
+def build_batch_norm(x: TensorType, args, span):
+    """Keras 3 BatchNormalization on the last axis: batch mean and biased variance over every
+    other axis in training steps (and the moving averages updated from them), the moving
+    statistics everywhere else."""
+    c = x.shape[-1] if x.rank else None
+    if x.rank < 2 or not isinstance(c, int):
+        raise OpError(f"`batch_norm` normalises each channel of the last axis, but its input {x} has "
+                      "no channel axis", code="layer-rank",
+                      notes=["the last axis is the batch axis" if x.rank == 1 else
+                             f"the last axis of {x} is not a fixed size"],
+                      help=f"give it a channel axis, e.g. reshape({args['input']}, [-1, 1])")
+    m, out, inp = args["momentum"], args["output"], args["input"]
+    name = lambda n: ast.Name(n, span)                                   # noqa: E731
+    axes = ints(range(x.rank - 1), span)
+    params = []
+    if args["scale"]:
+        params.append(("gamma", [c], args["gamma_initializer"]))
+    if args["center"]:
+        params.append(("beta", [c], args["beta_initializer"]))
+    mean, var = f"{out}_mean", f"{out}_variance"
+    stats = [
+        ast.StateDecl(ast.Ident("moving_mean", span), f32([c], span), args["moving_mean_initializer"], span),
+        ast.StateDecl(ast.Ident("moving_variance", span), f32([c], span),
+                      args["moving_variance_initializer"], span),
+        ast.Let(ast.Ident(mean, span), call("reduce_mean", span, name(inp), axis=axes), span),
+        ast.Let(ast.Ident(var, span), call("reduce_mean", span, call("square", span, ast.BinOp(
+            "-", name(inp), name(mean), span)), axis=axes), span),
+    ]
+    for state, stat in (("moving_mean", mean), ("moving_variance", var)):
+        keep = ast.BinOp("*", name(state), number(m, span), span)
+        new = ast.BinOp("*", name(stat), ast.BinOp("-", number(1, span), number(m, span), span), span)
+        stats.append(ast.UpdateDecl(ast.Ident(state, span), ast.BinOp("+", keep, new, span), span))
+    value = call("batch_normalization", span, name(inp),
+                 call("if_training", span, name(mean), name("moving_mean")),
+                 call("if_training", span, name(var), name("moving_variance")),
+                 name("beta") if args["center"] else number(0.0, span),
+                 name("gamma") if args["scale"] else number(1.0, span), number(args["epsilon"], span))
+    return params, value, stats
+
+
 def build_embedding(x: TensorType, args, span):
     params = [("embeddings", [args["input_dim"], args["output_dim"]], args["embeddings_initializer"])]
     return params, call("embedding_lookup", span, ast.Name("embeddings", span), ast.Name(args["input"], span))
@@ -273,6 +315,28 @@ register(Layer("global_avg_pool", (INPUT, Arg("keepdims", "bool", False)), build
 register(Layer("upsample", (INPUT, Arg("size", "ints", (2, 2), convert=_pair("size")),
                             Arg("interpolation", "str", "nearest", convert=_interpolation)), build_upsample,
                "resize by whole factors: nearest repeats each cell, bilinear as tf.image.resize"))
+def _momentum(v):
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+        raise OpError(f"`momentum` must be in [0, 1], got {fmt(v)}", arg="momentum", code="attr",
+                      help="Keras' default is 0.99: each step keeps 99% of the moving average")
+    return float(v)
+
+
+def _epsilon(v):
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+        raise OpError(f"`epsilon` must be a number > 0, got {fmt(v)}", arg="epsilon", code="attr")
+    return float(v)
+
+
+register(Layer("batch_norm", (INPUT, Arg("momentum", "float", 0.99, convert=_momentum),
+                              Arg("epsilon", "float", 0.001, convert=_epsilon), Arg("center", "bool", True),
+                              Arg("scale", "bool", True),
+                              Arg("beta_initializer", "initializer", InitCall("zeros")),
+                              Arg("gamma_initializer", "initializer", InitCall("ones")),
+                              Arg("moving_mean_initializer", "initializer", InitCall("zeros")),
+                              Arg("moving_variance_initializer", "initializer", InitCall("ones")), NAME),
+               build_batch_norm, "Keras BatchNormalization on the last axis; creates gamma, beta "
+               "[channels] and state moving_mean, moving_variance"))
 register(Layer("embedding", (INPUT, Arg("input_dim", "int", convert=_positive("input_dim"), aliases=("vocab",)),
                              Arg("output_dim", "int", convert=_positive("output_dim"), aliases=("dim",)),
                              Arg("embeddings_initializer", "initializer",

@@ -38,18 +38,20 @@ class LayerSugar:
             in_name = self.b.unique(f"{layer.name}_in")
             self.env[in_name] = x
             bound.append(("bound", in_name, in_expr))
+        out_name = outer_hint.rsplit("/", 1)[-1] if self.current_rhs is c else self.b.unique(f"{layer.name}_out")
         try:
-            params, value = layer.build(x.type, dict(args, input=in_name), c.span)
+            built = layer.build(x.type, dict(args, input=in_name, output=out_name), c.span)
         except OpError as err:
             self.report(error(err.code, with_op(layer.name, err.message), c.span, notes=err.notes,
                               help=err.help))
+        params, value, before = built if len(built) == 3 else (*built, [])
         # Where the params live: an explicit name= scope, the current scope, or an automatic one.
         sub = args.get("name")
-        if sub is None and not self.scope and params:
+        if sub is None and not self.scope and (params or before):
             self.layer_counts[layer.name] = self.layer_counts.get(layer.name, 0) + 1
             sub = f"{layer.name}_{self.layer_counts[layer.name]}"
-        out_name = outer_hint.rsplit("/", 1)[-1] if self.current_rhs is c else self.b.unique(f"{layer.name}_out")
         core = [ast.ParamDecl(ast.Ident(n, c.span), f32(dims, c.span), init, c.span) for n, dims, init in params]
+        core += before
         penalty = None
         if args.get("l2"):
             self.penalty_count += 1

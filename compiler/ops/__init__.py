@@ -85,4 +85,4 @@ def public_ops() -> list[str]:
 
 
 # Importing the families fills REGISTRY.
-from . import elementwise, conv, pool, reduce, shape, pad, nn, losses, depthwise, resize  # noqa: E402,F401
+from . import elementwise, conv, pool, reduce, shape, pad, nn, losses, depthwise, resize, norm  # noqa: E402,F401

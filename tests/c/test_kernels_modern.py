@@ -1,6 +1,6 @@
-"""Kernels of the modern CNN blocks (depthwise and dilated convolution, resize), forward and backward,
-against the float64 NumPy reference (tests/reference/numpy_ops.py, written from TF's
-definitions). Tolerance: check_case's rtol 1e-4 of the largest magnitude, as for conv2d: each
+"""Kernels of the modern CNN blocks (depthwise and dilated convolution, resize, batch
+normalization), forward and backward, against the float64 NumPy reference
+(tests/reference/numpy_ops.py, written from TF's definitions). Tolerance: check_case's rtol 1e-4 of the largest magnitude, as for conv2d: each
 output is a sum of at most a few hundred O(1) products (float32 rounding stays ~1e-6)."""
 from __future__ import annotations
 
@@ -62,6 +62,25 @@ def resize_cases():
     return cases
 
 
+def _positive(rng, shape):
+    return (np.abs(rng.standard_normal(shape)) + 0.2).astype(np.float32)
+
+
+def batch_normalization_cases():
+    # per-channel statistics of an NHWC batch (the layer's case), of a [N, C] batch, keepdims
+    # statistics [1, C] and scalar ones; 40 channels to exercise vector loops
+    shapes = [((N, 5, 4, 3), (3,)), ((N, 6), (6,)), ((N, 3, 40), (1, 40)), ((N, 4, 2), ())]
+    cases = []
+    for i, (x, st) in enumerate(shapes):
+        eps = (1e-3, 1e-5, 0.1, 0.0)[i]
+        cases.append(Case(f"batch_normalization_{i}", "batch_normalization",
+                          [(x, "f32", normal), (st, "f32", normal), (st, "f32", _positive),
+                           (st, "f32", normal), (st, "f32", normal)], dict(variance_epsilon=eps),
+                          ref=lambda *a, eps=eps: ref.batch_normalization(*a, eps),
+                          vjp=lambda *a, eps=eps: ref.batch_normalization_vjp(*a, eps)))
+    return cases
+
+
 def _dilated_conv_case(i, h, w, c, oc, kh, kw, pad, d):
     return Case(f"conv2d_dilated_{i}_{h}x{w}x{c}to{oc}_k{kh}x{kw}_d{d[0]}x{d[1]}_{pad}", "conv2d",
                 [((N, h, w, c), "f32", normal), ((kh, kw, c, oc), "f32", normal)],
@@ -103,7 +122,7 @@ def dilated_conv_cases():
     return cases
 
 
-CASES = depthwise_cases() + resize_cases() + dilated_conv_cases()
+CASES = depthwise_cases() + resize_cases() + dilated_conv_cases() + batch_normalization_cases()
 
 
 @pytest.fixture(scope="module")

@@ -37,9 +37,9 @@ class Interpreter:
         self.rng = np.random.default_rng(seed)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
-        """Evaluate every node; feeds maps input and param names to arrays. Returns id -> array."""
+        """Evaluate every node; feeds maps input, param and state names to arrays. Returns id -> array."""
         env: dict[int, np.ndarray] = {}
-        for v in self.graph.inputs + self.graph.params:
+        for v in self.graph.inputs + self.graph.params + self.graph.state:
             a = np.asarray(feeds[v.name])
             want = concrete(v.type.shape, self.n)
             assert a.shape == want, f"{v.name}: fed {a.shape}, type says {want}"

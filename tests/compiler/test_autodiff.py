@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cnnc import pipeline
-from cnnc.compiler import autodiff, verify
+from cnnc.compiler import autodiff, modes, verify
 from tests.reference.finite_diff import numeric_vjp
 
 from .interp import Interpreter, concrete
@@ -24,9 +24,10 @@ N = 2
 
 
 def build(text: str, output: str = "y"):
-    """Check a spec, then add backward nodes for output `output` seeded by a new input `dout`."""
-    g = pipeline.check(text)
-    y = g.loss if output == "loss" else g.outputs[output]
+    """Check a spec, then add backward nodes for output `output` seeded by a new input `dout`;
+    the loss is the one a training step computes (batch statistics, modes.split)."""
+    g = modes.split(pipeline.check(text))
+    y = g.train_loss if output == "loss" else g.outputs[output]
     dout = g.new_value("dout", y.type, "input")
     g.inputs.append(dout)
     wrt = [v for v in g.params + g.inputs if v.type.dtype == "f32" and v is not dout]
@@ -38,6 +39,8 @@ def build(text: str, output: str = "y"):
 def feeds_for(g, rng, special=None):
     special = special or {}
     out = {}
+    for v in g.state:                   # moving statistics: a variance must be positive
+        out[v.name] = positive(rng, concrete(v.type.shape, N))
     for v in g.inputs + g.params:
         shape = concrete(v.type.shape, N)
         if v.name in special:
@@ -102,6 +105,15 @@ CASES = {
     "exp": ("input a: f32[N, 5]\noutput y = exp(a)", {}),
     "log": ("input a: f32[N, 5]\noutput y = log(a)", {"a": positive}),
     "abs": ("input a: f32[N, 5]\noutput y = abs(a)", {}),
+    "batch_normalization": ("input a: f32[N, 3, 4]\ninput m: f32[4]\ninput v: f32[4]\ninput o: f32[4]\n"
+                            "input s: f32[4]\noutput y = batch_normalization(a, m, v, o, s, 0.001)", {"v": positive}),
+    "batch_normalization_scalars": ("input a: f32[N, 3]\ninput v: f32[1, 3]\n"
+                                    "output y = batch_normalization(a, 0.5, v, 0.0, 2.0, variance_epsilon=0.1)",
+                                    {"v": positive}),
+    # training-mode batch norm: the gradient flows through the batch statistics
+    "batch_statistics": ("input a: f32[N, 3, 4]\ninput s: f32[4]\nm = reduce_mean(a, axis=[0, 1])\n"
+                         "v = reduce_mean(square(a - m), axis=[0, 1])\n"
+                         "output y = batch_normalization(a, m, v, 0.1, s, 0.001)", {}),
     "pad_constant": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [2, 1], [0, 3]], constant_values=2.0)", {}),
     "pad_reflect": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [2, 1], [3, 3]], mode=\"REFLECT\")", {}),
     "pad_symmetric": ("input a: f32[N, 3, 4]\noutput y = pad(a, [[0, 0], [3, 2], [1, 4]], \"symmetric\")", {}),

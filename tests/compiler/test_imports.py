@@ -72,8 +72,9 @@ STAGES = [
     {"ops", "kernel"},
     {"builder"},
     {"check", "initializers", "optimizers"},
+    {"modes"},
     {"autodiff", "verify"},
-    {"lower", "functions", "fuse", "memory", "summary", "bounds"},
+    {"lower", "functions", "fuse", "fold", "memory", "summary", "bounds"},
     {"emit"},
     {"build"},
 ]

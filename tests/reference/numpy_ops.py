@@ -977,3 +977,61 @@ def concat_vjp(values, dout, axis):
     """The gradient of each input is its slice of dout along `axis` (TF's ConcatGrad)."""
     bounds = np.cumsum([np.shape(v)[axis] for v in values])[:-1]
     return tuple(np.split(_f64(dout), bounds, axis=axis))
+
+
+def _sum_to(g, shape):
+    """Sum a broadcast gradient back to `shape` (NumPy broadcasting, aligned from the right)."""
+    g = np.asarray(g)
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for i, d in enumerate(shape):
+        if d == 1 and g.shape[i] != 1:
+            g = g.sum(axis=i, keepdims=True)
+    return g
+
+
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon):
+    """tf.nn.batch_normalization: (x - mean) * scale / sqrt(variance + eps) + offset, broadcasting."""
+    x, mean, variance, offset, scale = (_f64(a) for a in (x, mean, variance, offset, scale))
+    return (x - mean) * scale / np.sqrt(variance + variance_epsilon) + offset
+
+
+def batch_normalization_vjp(x, mean, variance, offset, scale, dout, variance_epsilon):
+    """Gradients of tf.nn.batch_normalization wrt x, mean, variance, offset and scale."""
+    x, mean, variance, offset, scale, dy = (_f64(a) for a in (x, mean, variance, offset, scale, dout))
+    r = 1.0 / np.sqrt(variance + variance_epsilon)
+    centred = x - mean
+    dx = dy * scale * r
+    dmean = -dx
+    dvar = dy * centred * scale * -0.5 * r ** 3
+    dscale = dy * centred * r
+    return (_sum_to(dx, x.shape), _sum_to(dmean, np.shape(mean)), _sum_to(dvar, np.shape(variance)),
+            _sum_to(dy, np.shape(offset)), _sum_to(dscale, np.shape(scale)))
+
+
+def keras_batch_norm_train(x, gamma, beta, epsilon=1e-3):
+    """Keras 3 BatchNormalization(axis=-1) in a training call: (output, batch mean, batch
+    variance), the statistics over every axis but the last, the variance biased (divided by the
+    count, as tf.nn.moments)."""
+    x = _f64(x)
+    axes = tuple(range(x.ndim - 1))
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    return batch_normalization(x, mean, var, beta, gamma, epsilon), mean, var
+
+
+def keras_batch_norm_train_vjp(x, gamma, beta, dout, epsilon=1e-3):
+    """Gradients of keras_batch_norm_train's output wrt x (through the batch statistics, as
+    TF's tape gives them), gamma and beta: the closed form
+    dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat))."""
+    x, dy = _f64(x), _f64(dout)
+    axes = tuple(range(x.ndim - 1))
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    r = 1.0 / np.sqrt(var + epsilon)
+    xhat = (x - mean) * r
+    dx = _f64(gamma) * r * (dy - dy.mean(axis=axes) - xhat * (dy * xhat).mean(axis=axes))
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def keras_moving_update(moving, statistic, momentum=0.99):
+    """Keras' moving average: moving * momentum + statistic * (1 - momentum)."""
+    return _f64(moving) * momentum + _f64(statistic) * (1.0 - momentum)

@@ -72,3 +72,31 @@ def test_resize_rows_sum_to_one_and_vjp_matches_finite_differences(method, h, w,
     dy = rng.standard_normal((2, oh, ow, 3))
     (num,) = numeric_vjp(lambda t: ref.resize(t, (oh, ow), method), [x], dy, eps=EPS)
     np.testing.assert_allclose(ref.resize_vjp(x, dy, (oh, ow), method), num, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("shape,stat", [((2, 3, 4, 5), (5,)), ((3, 4), (1, 4)), ((2, 3, 4), ())])
+def test_batch_normalization_vjp_matches_finite_differences(shape, stat):
+    rng = np.random.default_rng(1)
+    x, m, o, s = (rng.standard_normal(sh) for sh in (shape, stat, stat, stat))
+    v = np.abs(rng.standard_normal(stat)) + 0.5
+    y = ref.batch_normalization(x, m, v, o, s, 1e-3)
+    np.testing.assert_allclose(y, s * (x - m) / np.sqrt(v + 1e-3) + o, rtol=1e-12)
+    dy = rng.standard_normal(shape)
+    got = ref.batch_normalization_vjp(x, m, v, o, s, dy, 1e-3)
+    num = numeric_vjp(lambda *a: ref.batch_normalization(*a, 1e-3), [x, m, v, o, s], dy, eps=EPS)
+    for g, n in zip(got, num):
+        np.testing.assert_allclose(g, n, rtol=RTOL, atol=ATOL)
+
+
+def test_keras_batch_norm_train_vjp_matches_finite_differences():
+    """The closed form of the training-mode gradient (through the batch statistics)."""
+    rng = np.random.default_rng(2)
+    x, g, b = rng.standard_normal((3, 2, 2, 4)), rng.standard_normal(4), rng.standard_normal(4)
+    out, mean, var = ref.keras_batch_norm_train(x, g, b)
+    np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), b, atol=1e-12)      # normalised, then shifted
+    np.testing.assert_allclose(var, ((x - mean) ** 2).mean(axis=(0, 1, 2)), rtol=1e-12)   # biased
+    dy = rng.standard_normal(x.shape)
+    got = ref.keras_batch_norm_train_vjp(x, g, b, dy)
+    num = numeric_vjp(lambda *a: ref.keras_batch_norm_train(*a)[0], [x, g, b], dy, eps=EPS)
+    for a, n in zip(got, num):
+        np.testing.assert_allclose(a, n, rtol=RTOL, atol=ATOL)

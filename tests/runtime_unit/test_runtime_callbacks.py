@@ -106,3 +106,17 @@ def test_plot_history_writes_a_png_or_warns_without_matplotlib(tmp_path, monkeyp
     with pytest.warns(UserWarning, match="matplotlib"):
         assert plot_history(hist.history, tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_early_stopping_restores_state_with_the_params():
+    """Keras' best weights include the non-trainable ones (batch norm's moving statistics)."""
+    class WithState(ScriptedModel):
+        def train_step(self, **batch):
+            out = super().train_step(**batch)
+            self.state["moving"][0] = 10 * self.step
+            return out
+    m = WithState([1.0, 0.8, 0.9, 0.85, 0.95])
+    m.state = {"moving": np.zeros(1, np.float32)}
+    es = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    _fit(m, 5, [es])
+    assert es.best_epoch == 1 and m.params["w"][0] == 2 and m.state["moving"][0] == 20

@@ -1,5 +1,5 @@
 """`cnnc check --desugar` prints core forms: the printed text of every example checks clean
-again and declares exactly the same params (names, shapes, initializers)."""
+again and declares exactly the same params and state (names, shapes, initializers, updates)."""
 from __future__ import annotations
 
 import pytest
@@ -14,15 +14,21 @@ def params(graph):
     return {p.name: (p.type, graph.inits[p.id]) for p in graph.params}
 
 
+def state(graph):
+    """Each state's type, initializer and whether an update sets it."""
+    return {v.name: (v.type, graph.inits[v.id], v.id in graph.updates) for v in graph.state}
+
+
 @pytest.mark.parametrize("spec", sorted(EXAMPLES.glob("*.cnn")), ids=lambda p: p.stem)
 def test_desugared_text_rechecks_with_the_same_params(spec):
     checked = pipeline.check_source(pipeline.load_source(spec))
     assert checked.graph is not None
     core = desugared_text(checked) + "\n"
-    for sugar in ("stack ", "|>", "conv(", "dense(", "flatten(", "conv_transpose(", "embedding("):
+    for sugar in ("stack ", "|>", "conv(", "dense(", "flatten(", "conv_transpose(", "embedding(", "batch_norm("):
         assert sugar not in core
     again = pipeline.check(core, filename=f"{spec.stem}-core.cnn")
     assert params(again) == params(checked.graph)
+    assert state(again) == state(checked.graph)
     assert {k: v.type for k, v in again.outputs.items()} == {k: v.type for k, v in checked.graph.outputs.items()}
     assert (again.loss is None) == (checked.graph.loss is None)
     assert again.optimizer == checked.graph.optimizer

@@ -58,6 +58,23 @@ optimizer = adam(lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-7)
     assert opt.value.kwargs[3].value.value == 1e-7
 
 
+def test_state_and_update():
+    m, src = p("model m\nscope bn {\n  state mean: f32[4] = zeros()\n  update mean = mean * 0.9\n}\n"
+               "y = update_rate + state_size\n")
+    decl, upd = m.body[1].body
+    assert isinstance(decl, ast.StateDecl) and decl.name.name == "mean"
+    assert text_of(src, decl.type) == "f32[4]" and isinstance(decl.init, ast.Call)
+    assert isinstance(upd, ast.UpdateDecl) and upd.name.name == "mean"
+    assert text_of(src, upd.value) == "mean * 0.9"
+    assert isinstance(m.body[2], ast.Let)          # the words are keywords only at a statement's start
+
+
+def test_a_keyword_as_a_binding_name_says_so():
+    with pytest.raises(SpecError) as e:
+        p("model m\nstate = 1\n")
+    assert e.value.diagnostics[0].help == "`state` starts a declaration; a binding needs another name"
+
+
 def test_spans_point_at_the_text():
     m, src = p('model m\ninput x: f32[N, 7*7*64]\ny = conv2d(x, w, strides=[1, 2, 2, 1], padding="SAME")\n')
     x, y = m.body[1], m.body[2]
