@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import models as spec
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OPTIMIZER = {"flowers": "sgd(lr=0.001)"}
 _BUILD = Path(tempfile.gettempdir()) / "cnnc-bench-build"
@@ -52,7 +54,7 @@ def _batch(model, name: str, n: int, rng) -> dict:
         elif dtype == "f32":
             out[key] = rng.random(shp, dtype=np.float32)
         else:
-            high = 10000 if key in model.feature_inputs else {"flowers": 5, "textcnn": 15}.get(name, 10)
+            high = 10000 if key in model.feature_inputs else spec.INPUTS.get(name, {}).get("classes", 10)
             out[key] = rng.integers(0, high, shp).astype(np.int32)
     return out
 

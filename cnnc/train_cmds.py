@@ -27,6 +27,9 @@ def add_subcommands(sub) -> None:
         p.add_argument("spec")
         p.add_argument("--data", help="an image folder, one subfolder per class; default: the built-in "
                        "UCI digits (for specs whose input is 8x8x1)")
+        p.add_argument("--target", choices=("classes", "segments"), default="classes",
+                       help="what the label input gets: the class of each image (default), or, with the "
+                       "built-in digits, a class per pixel: 0 background, 1 + the digit for its ink")
         p.add_argument("--checkpoint", required=checkpoint_required,
                        help="checkpoint file (default for train: checkpoints/<model>.npz)")
         p.add_argument("--batch-size", type=int, default=32)
@@ -122,7 +125,25 @@ def _folder(model, root, seed):
     return x, y, names
 
 
+def _segments(model, data):
+    """The digits with a per-pixel target (runtime.data.digit_segments) for the label input."""
+    from .runtime.data import DIGITS_CLASSES, digit_segments
+    x_tr, y_tr, x_te, y_te, _, what = data
+    _, label = _feature_and_label(model)
+    dtype, shape = model.inputs[label]
+    if dtype != "i32" or tuple(shape[1:]) != (8, 8):
+        raise CnncError(f"--target segments gives each 8x8 digit a class id per pixel, so label input `{label}` "
+                        f"must be i32[N, 8, 8]; it is {dtype}[N, {', '.join(map(str, shape[1:]))}]")
+    names = ["background"] + [f"ink of {c}" for c in DIGITS_CLASSES]
+    return (x_tr, digit_segments(x_tr, y_tr), x_te, digit_segments(x_te, y_te), names,
+            what + ", a class per pixel (0 background, 1 + the digit for ink)")
+
+
 def _dataset(model, args):
+    if getattr(args, "target", "classes") == "segments":
+        if args.data:
+            raise CnncError("--target segments is derived from the built-in digits; drop --data")
+        return _segments(model, _digits(model, args.seed))
     if args.data:
         x, y, names = _folder(model, args.data, args.seed)
         from .runtime.data import split

@@ -69,6 +69,18 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
     return split(x, y, test_fraction, seed=seed, stratify=True)
 
 
+def digit_segments(x, y, threshold: float = 0.5) -> np.ndarray:
+    """A per-pixel target derived from digit images and their classes, for segmentation
+    models: i32 [n, h, w], 0 where a pixel is background, 1 + the digit where it is ink
+    (brighter than `threshold`)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 4 and x.shape[3] == 1:
+        x = x[..., 0]
+    if x.ndim != 3 or y.shape != (len(x),):
+        raise DataError(f"digit_segments needs images [n, h, w(, 1)] and class ids [n]; got {x.shape} and {y.shape}")
+    return np.where(x > threshold, y[:, None, None] + 1, 0).astype(np.int32)
+
+
 def load_image(path, size, channels: int = 3) -> np.ndarray:
     """One image file as float32 [h, w, channels] in [0, 1]: the preprocessing every dataset
     and `predict` share (EXIF orientation, RGB or grey, bilinear resize to size=(h, w))."""

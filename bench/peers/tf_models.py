@@ -2,7 +2,10 @@
 
 Plain tf.Variables and tf.nn ops, as the original TF1 graphs were written;
 the optimisers are TF's fused raw ops (ResourceApplyGradientDescent,
-ResourceApplyAdam), which is what tf.train.*Optimizer ran.
+ResourceApplyAdam), which is what tf.train.*Optimizer ran. Batch norm (resnet20,
+mobilenet) is TF's fused kernel, as Keras' BatchNormalization runs it: batch
+statistics and a moving-average update while training (momentum 0.99, epsilon
+1e-3), the moving statistics otherwise; those are state, not trained.
 tensorflow is imported lazily: available() reports a missing install.
 """
 
@@ -56,6 +59,10 @@ def _variables(name):
         return {"w1": weight(3, 3, 1, 32), "b1": bias(32),
                 "w2": weight(3, 3, 32, 64), "b2": bias(64),
                 "wd": weight(3136, 10), "bd": bias(10)}
+    if name in ("resnet20", "mobilenet"):
+        v = {}
+        _PLANS[name](_Declare(v, weight, bias))
+        return v
     if name == "flowers":
         return {"w1": weight(5, 5, 3, 32), "b1": bias(32),
                 "w2": weight(5, 5, 32, 64), "b2": bias(64),
@@ -69,9 +76,105 @@ def _variables(name):
             "wd": weight(10, 15), "bd": bias(15)}
 
 
+# Batch norm's moving statistics: variables the optimiser never sees.
+STATE = ("/moving_mean", "/moving_variance")
+
+
+class _Declare:
+    """Creates the variables of a plan: conv kernels (HWIO), biases, batch norms."""
+
+    def __init__(self, v, weight, bias):
+        self.v, self.weight, self.bias = v, weight, bias
+
+    def conv(self, key, k, cin, cout, stride=1, bias=True, bn=True, act=None, depthwise=False, x=None):
+        tf = _import()
+        self.v[key + "/w"] = self.weight(k, k, cin, 1 if depthwise else cout)
+        if bias:
+            self.v[key + "/b"] = self.bias(cout)
+        if bn:
+            for name, init in (("gamma", tf.ones), ("beta", tf.zeros), ("moving_mean", tf.zeros),
+                               ("moving_variance", tf.ones)):
+                self.v[f"{key}/{name}"] = tf.Variable(init([cout]))
+        return None
+
+    def dense(self, n_in, n_out, x=None):
+        self.v["wd"], self.v["bd"] = self.weight(n_in, n_out), self.bias(n_out)
+
+
+class _Run:
+    """Applies a plan to a batch: conv (+ bias) (+ batch norm) (+ activation)."""
+
+    def __init__(self, v, training):
+        self.v, self.training = v, training
+
+    def conv(self, key, k, cin, cout, stride=1, bias=True, bn=True, act=None, depthwise=False, x=None):
+        tf = _import()
+        v = self.v
+        if depthwise:
+            x = tf.nn.depthwise_conv2d(x, v[key + "/w"], [1, stride, stride, 1], "SAME")
+        else:
+            x = tf.nn.conv2d(x, v[key + "/w"], stride, "SAME")
+        if bias:
+            x = x + v[key + "/b"]
+        if bn:
+            mean, var = v[key + "/moving_mean"], v[key + "/moving_variance"]
+            x, new_mean, new_var = tf.compat.v1.nn.fused_batch_norm(
+                x, v[key + "/gamma"], v[key + "/beta"], mean, var, epsilon=1e-3, is_training=self.training,
+                exponential_avg_factor=0.01 if self.training else 1.0)
+            if self.training:
+                mean.assign(new_mean)
+                var.assign(new_var)
+        return act(x) if act else x
+
+    def dense(self, n_in, n_out, x=None):
+        return _import().matmul(x, self.v["wd"]) + self.v["bd"]
+
+
+def _resnet20(layer, x=None):
+    """Keras' CIFAR-10 resnet_v1, depth 20: conv-BN-relu, 3 stages x 3 blocks, projections."""
+    tf = _import()
+    relu = tf.nn.relu
+    x = layer.conv("conv0", 3, 3, 16, act=relu, x=x)
+    cin = 16
+    for stage, width in enumerate((16, 32, 64)):
+        for block in range(3):
+            key, stride = f"stage{stage + 1}_block{block + 1}", 2 if stage and not block else 1
+            r = layer.conv(key + "/conv1", 3, cin, width, stride, act=relu, x=x)
+            r = layer.conv(key + "/conv2", 3, width, width, x=r)
+            if stride == 2:
+                x = layer.conv(key + "/projection", 1, cin, width, stride, bn=False, x=x)
+            x = None if x is None else relu(x + r)
+            cin = width
+    if x is not None:
+        x = tf.reduce_mean(x, axis=[1, 2])
+    return layer.dense(64, 10, x=x)
+
+
+def _mobilenet(layer, x=None):
+    """MobileNet v1, width 0.25: conv, 13 depthwise-separable blocks, BN + relu6, no conv biases."""
+    tf = _import()
+    relu6 = tf.nn.relu6
+    x = layer.conv("conv1", 3, 3, 8, 2, bias=False, act=relu6, x=x)
+    cin = 8
+    for i, (stride, cout) in enumerate(spec.MOBILENET_BLOCKS, 1):
+        x = layer.conv(f"block{i}/dw", 3, cin, cin, stride, bias=False, act=relu6, depthwise=True, x=x)
+        x = layer.conv(f"block{i}/pw", 1, cin, cout, bias=False, act=relu6, x=x)
+        cin = cout
+    if x is not None:
+        x = tf.reduce_mean(x, axis=[1, 2])
+        if layer.training:
+            x = tf.nn.dropout(x, rate=0.001)
+    return layer.dense(256, 5, x=x)
+
+
+_PLANS = {"resnet20": _resnet20, "mobilenet": _mobilenet}
+
+
 def _forward(name, v, x, training):
     tf = _import()
     nn = tf.nn
+    if name in _PLANS:
+        return _PLANS[name](_Run(v, training), x)
     if name == "mnist":
         x = tf.reshape(x, [-1, 28, 28, 1])
         x = nn.relu(nn.conv2d(x, v["w1"], 1, "SAME")) + v["b1"]   # bias after relu
@@ -108,6 +211,8 @@ def _loss(name, v, logits, labels):
     if name == "mnist":
         return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
     ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    if name == "resnet20":          # Keras' l2(1e-4) on every conv kernel: 1e-4 * sum(w^2)
+        ce += 0.0002 * tf.add_n([tf.nn.l2_loss(w) for k, w in v.items() if k.endswith("/w")])
     if name == "flowers":
         ce += 0.0001 * tf.add_n([tf.nn.l2_loss(v[k]) for k in ("wd1", "wd2", "wd3")])
     return ce
@@ -169,7 +274,7 @@ class _Adam:
 def train_step_fn(name, batch, layout="nhwc"):
     tf = _import()
     v = _variables(name)
-    variables = list(v.values())
+    variables = [var for key, var in v.items() if not key.endswith(STATE)]
     opt = (_Adam if spec.INPUTS[name]["optimizer"] == "adam" else _Sgd)(variables)
     x, y = make_batch(name, batch)
 

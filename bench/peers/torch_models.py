@@ -3,6 +3,8 @@
 TensorFlow semantics are kept (same layer shapes, padding, bias placement,
 losses and optimisers); tensors are NCHW as PyTorch wants, optionally stored
 channels_last ("cl" layout: torch.channels_last on model and inputs).
+Strided SAME convs pad as TF does (the odd cell after: bottom/right); batch norm
+is nn.BatchNorm2d with Keras' momentum 0.99 and epsilon 1e-3.
 torch is imported lazily: available() reports a missing install.
 """
 
@@ -122,7 +124,78 @@ def _build(name):
         def loss(self, logits, labels):
             return F.cross_entropy(logits, labels)
 
-    return {"mnist": Mnist, "flowers": Flowers, "textcnn": TextCnn}[name]()
+    class ConvBn(nn.Module):
+        """conv (TF SAME padding) + optional bias + optional batch norm; depthwise when groups."""
+
+        def __init__(self, cin, cout, k, stride=1, bias=True, bn=True, depthwise=False):
+            super().__init__()
+            self.k, self.stride = k, stride
+            self.conv = nn.Conv2d(cin, cout, k, stride, (k - 1) // 2 if stride == 1 else 0, bias=bias,
+                                  groups=cin if depthwise else 1)
+            self.bn = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01) if bn else None
+
+        def forward(self, x):
+            if self.stride > 1:                   # TF SAME: pad_total split with the odd cell after
+                pads = []
+                for size in (x.shape[3], x.shape[2]):
+                    total = max((-(-size // self.stride) - 1) * self.stride + self.k - size, 0)
+                    pads += [total // 2, total - total // 2]
+                if any(pads):
+                    x = F.pad(x, pads)
+            x = self.conv(x)
+            return self.bn(x) if self.bn is not None else x
+
+    class ResNet20(nn.Module):
+        """Keras' CIFAR-10 resnet_v1, depth 20 (examples/resnet20.cnn)."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv0 = ConvBn(3, 16, 3)
+            self.blocks, cin = nn.ModuleList(), 16
+            for stage, width in enumerate((16, 32, 64)):
+                for block in range(3):
+                    stride = 2 if stage and not block else 1
+                    b = nn.Module()
+                    b.conv1, b.conv2 = ConvBn(cin, width, 3, stride), ConvBn(width, width, 3)
+                    b.projection = ConvBn(cin, width, 1, stride, bn=False) if stride == 2 else None
+                    self.blocks.append(b)
+                    cin = width
+            self.classifier = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = F.relu(self.conv0(x))
+            for b in self.blocks:
+                r = b.conv2(F.relu(b.conv1(x)))
+                x = F.relu((b.projection(x) if b.projection is not None else x) + r)
+            return self.classifier(x.mean(dim=(2, 3)))
+
+        def loss(self, logits, labels):           # Keras' l2(1e-4) on every conv kernel
+            l2 = sum((m.weight * m.weight).sum() for m in self.modules() if isinstance(m, nn.Conv2d))
+            return F.cross_entropy(logits, labels) + 1e-4 * l2
+
+    class MobileNet(nn.Module):
+        """MobileNet v1 width 0.25 at 96x96, 5 classes (examples/mobilenet.cnn)."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv1, layers, cin = ConvBn(3, 8, 3, 2, bias=False), [], 8
+            for stride, cout in spec.MOBILENET_BLOCKS:
+                layers += [ConvBn(cin, cin, 3, stride, bias=False, depthwise=True), ConvBn(cin, cout, 1, bias=False)]
+                cin = cout
+            self.layers = nn.ModuleList(layers)
+            self.classifier = nn.Linear(256, 5)
+
+        def forward(self, x):
+            x = F.relu6(self.conv1(x))
+            for layer in self.layers:
+                x = F.relu6(layer(x))
+            return self.classifier(F.dropout(x.mean(dim=(2, 3)), 0.001, self.training))
+
+        def loss(self, logits, labels):
+            return F.cross_entropy(logits, labels)
+
+    return {"mnist": Mnist, "flowers": Flowers, "textcnn": TextCnn, "resnet20": ResNet20,
+            "mobilenet": MobileNet}[name]()
 
 
 def _layout(x, channels_last):
@@ -147,8 +220,8 @@ def make_batch(name, batch, layout="nchw", seed=0):
     classes = info["classes"]
     if name == "textcnn":
         x = torch.randint(0, info["vocab"], (batch, 100), generator=g)
-    elif name == "flowers":
-        x = torch.rand(batch, 100, 100, 3, generator=g).permute(0, 3, 1, 2)  # NHWC data
+    elif len(info["shape"]) == 3:                 # images: NHWC data seen as NCHW
+        x = torch.rand(batch, *info["shape"], generator=g).permute(0, 3, 1, 2)
         x = x.contiguous(memory_format=torch.channels_last if layout == "cl"
                          else torch.contiguous_format)
     else:

@@ -153,3 +153,14 @@ def test_image_layers_need_a_4d_input(layer):
     d, line = one_error(f"model m\ninput x: f32[N, 16]\ny = {layer}\noutput y\n")
     assert d.code == "layer-rank" and "4-D input" in d.message
     assert line == 3
+
+
+@pytest.mark.parametrize("size", [(2, 2), (3, 1), (1, 4)])
+def test_upsample_nearest_is_keras_repeat(size):
+    """upsample(size) becomes resize(nearest) to [h * sh, w * sw]; at whole factors TF's nearest
+    rule (row floor((o + 0.5) * in / out)) picks o // s: each cell repeated, as UpSampling2D."""
+    import numpy as np
+    from tests.reference import numpy_ops as ref
+    x = np.random.default_rng(0).standard_normal((2, 5, 3, 4))
+    got = ref.resize(x, (5 * size[0], 3 * size[1]), "nearest")
+    np.testing.assert_array_equal(got, x.repeat(size[0], axis=1).repeat(size[1], axis=2))
