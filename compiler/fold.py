@@ -15,7 +15,7 @@ copies, so backward and train_step keep the nodes they differentiate."""
 from __future__ import annotations
 
 from .builder import Builder
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, closure
 
 CONVS = ("conv2d", "depthwise_conv2d")
 
@@ -25,18 +25,6 @@ def _static(v: Value, memo: dict) -> bool:
     if v.id not in memo:
         memo[v.id] = v.kind != "input" and (v.node is None or all(_static(u, memo) for u in v.node.inputs))
     return memo[v.id]
-
-
-def _closure(values) -> list[Node]:
-    seen, stack, out = set(), list(values), []
-    while stack:
-        v = stack.pop()
-        if v.node is None or id(v.node) in seen:
-            continue
-        seen.add(id(v.node))
-        out.append(v.node)
-        stack.extend(v.node.inputs)
-    return out
 
 
 def _match(node: Node, readers: dict, memo: dict):
@@ -66,7 +54,7 @@ def fold_batch_norms(g: Graph, results: list[Value]) -> dict[int, Value]:
     """Append folded nodes for the batch norms `results` depend on; returns {value id: the
     value to read instead} for every value of the results' closure that changed (empty when
     nothing folds)."""
-    needed = [n for n in g.nodes if n.phase == "forward" and id(n) in {id(m) for m in _closure(results)}]
+    needed = [n for n in g.nodes if n.phase == "forward" and id(n) in {id(m) for m in closure(results)}]
     readers: dict[int, list[Node]] = {}
     for n in needed:
         for v in n.inputs:

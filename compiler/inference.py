@@ -2,13 +2,13 @@
 out), the inputs each output reads, and which inputs are labels. Export formats start here."""
 from __future__ import annotations
 
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, closure
 from .ops import REGISTRY
 
 
 def needed_nodes(graph: Graph, values=None) -> list[Node]:
     """The nodes `values` (default: the outputs) depend on, in graph order."""
-    want = {id(n) for n in _closure(graph.outputs.values() if values is None else values)}
+    want = {id(n) for n in closure(graph.outputs.values() if values is None else values)}
     return [n for n in graph.nodes if id(n) in want]
 
 
@@ -16,7 +16,7 @@ def output_inputs(graph: Graph) -> dict[str, list[Value]]:
     """Each output's name -> the graph inputs it depends on, in declaration order."""
     out = {}
     for name, v in graph.outputs.items():
-        reached = {id(x) for n in _closure([v]) for x in n.inputs} | {id(v)}
+        reached = {id(x) for n in closure([v]) for x in n.inputs} | {id(v)}
         out[name] = [i for i in graph.inputs if id(i) in reached]
     return out
 
@@ -25,23 +25,13 @@ def label_inputs(graph: Graph) -> set[int]:
     """Ids of the inputs that reach an operand named `labels` of a node the loss depends on
     (the targets the loss compares against)."""
     label_values = []
-    for n in (_closure([graph.loss]) if graph.loss is not None else []):
+    for n in (closure([graph.loss]) if graph.loss is not None else []):
         op = REGISTRY.get(n.op)
         if op is None:
             continue
         names = op.input_names(len(n.inputs))
         label_values += [v for name, v in zip(names, n.inputs) if name == "labels"]
-    reached = {id(x) for n in _closure(label_values) for x in n.inputs} | {id(v) for v in label_values}
+    reached = {id(x) for n in closure(label_values) for x in n.inputs} | {id(v) for v in label_values}
     return {i.id for i in graph.inputs if id(i) in reached}
 
 
-def _closure(values) -> list[Node]:
-    seen, stack, out = set(), list(values), []
-    while stack:
-        v = stack.pop()
-        if v.node is None or id(v.node) in seen:
-            continue
-        seen.add(id(v.node))
-        out.append(v.node)
-        stack.extend(v.node.inputs)
-    return out

@@ -141,3 +141,16 @@ def dump(graph: Graph, around: int | None = None) -> str:
         if v.id in graph.updates:
             lines.append(f"  update {v.name} = {graph.updates[v.id].name}")
     return "\n".join(lines)
+
+
+def closure(values, inputs=lambda node: node.inputs) -> list[Node]:
+    """The nodes `values` depend on (through the operands `inputs` gives of each node)."""
+    seen, stack, out = set(), [v for v in values], []
+    while stack:
+        v = stack.pop()
+        if v.node is None or id(v.node) in seen:
+            continue
+        seen.add(id(v.node))
+        out.append(v.node)
+        stack.extend(inputs(v.node))
+    return out

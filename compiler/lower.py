@@ -33,7 +33,7 @@ from . import modes
 from .fold import fold_batch_norms
 from .fuse import fuse
 from .functions import Functions, KernelFn, unique
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, closure
 from .kernel import ALIAS, Kernel, Lin, c_float, ctype, numel, sanitize, threads_when
 from .memory import Interval, WorkspacePlan, plan, totals
 from .ops import REGISTRY
@@ -98,19 +98,6 @@ class Program:
 
 
 # --------------------------------------------------------------------------- graph helpers
-
-
-def closure(values, inputs=lambda node: node.inputs) -> list[Node]:
-    """The nodes `values` depend on (through the operands `inputs` gives of each node)."""
-    seen, stack, out = set(), [v for v in values], []
-    while stack:
-        v = stack.pop()
-        if v.node is None or id(v.node) in seen:
-            continue
-        seen.add(id(v.node))
-        out.append(v.node)
-        stack.extend(inputs(v.node))
-    return out
 
 
 def _depends_on(values, graph: Graph) -> list[Value]:
